@@ -1,0 +1,102 @@
+# alig-train -- top-level Makefile
+#
+#   make              build bin/alig-train (installs missing Debian packages first)
+#   make run          train the main job: launch/fashion-mnist-mlp.ini on 2 ranks
+#   make check        build and run the whole test suite
+#   make sanitize     the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make install      copy alig-train to $(PREFIX)/bin
+#   make clean
+#
+# Knobs: SAN=1 (sanitizer build in build-san/), NP=2 (ranks for `make run`),
+#        CONFIG=launch/fashion-mnist-mlp.ini, PREFIX=/usr/local, NO_DEPS=1
+#        (skip the package check).
+
+CC      := mpicc
+PREFIX  ?= /usr/local
+NP      ?= 2
+CONFIG  ?= launch/fashion-mnist-mlp.ini
+VERSION := 0.1.0
+
+ifeq ($(SAN),1)
+BUILD   := build-san
+OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+BUILD   := build
+OPT     := -O2 -g
+endif
+BIN     := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
+
+# pkg-config is evaluated lazily (recursive '='), after `deps` has run.
+PKGS     = hdf5 inih openblas zlib
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS))
+CHECK_CFLAGS = $(shell pkg-config --cflags check)
+CHECK_LIBS   = $(shell pkg-config --libs check)
+
+CFLAGS  ?=
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wshadow -Wno-unused-parameter \
+           -Iinclude -Isrc -DALIG_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -lm
+
+LIB_SRC := $(wildcard src/*.c)
+LIB_SRC := $(filter-out src/main.c,$(LIB_SRC))
+LIB_OBJ := $(LIB_SRC:src/%.c=$(BUILD)/obj/%.o)
+LIB     := $(BUILD)/libalig.a
+
+TEST_SRC := $(wildcard tests/check_*.c)
+TEST_OBJ := $(TEST_SRC:tests/%.c=$(BUILD)/obj/tests/%.o)
+TEST_BIN := $(BUILD)/tests/check_alig
+MPI_TEST_SRC := $(wildcard tests/mpi_*.c)
+MPI_TEST_BIN := $(MPI_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all build deps run check sanitize install clean tests
+
+all: deps
+	@$(MAKE) --no-print-directory build
+
+deps:
+	@[ "$(NO_DEPS)" = 1 ] || launch/install-deps.sh --test
+
+build: $(BIN)/alig-train
+
+$(BUILD)/obj/%.o: src/%.c $(wildcard include/alig/*.h src/*.h) | $(BUILD)/obj
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/tests/%.o: tests/%.c $(wildcard include/alig/*.h src/*.h tests/*.h) | $(BUILD)/obj/tests
+	$(CC) $(CFLAGS) $(CHECK_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BIN)/alig-train: $(BUILD)/obj/main.o $(LIB) | $(BIN)
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(TEST_BIN): $(TEST_OBJ) $(LIB) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $(TEST_OBJ) $(LIB) $(CHECK_LIBS) $(LDLIBS) -o $@
+
+$(BUILD)/tests/mpi_%: tests/mpi_%.c $(LIB) $(wildcard include/alig/*.h tests/*.h) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+$(BUILD)/obj $(BUILD)/obj/tests $(BUILD)/tests $(BIN):
+	mkdir -p $@
+
+tests: $(BIN)/alig-train $(TEST_BIN) $(MPI_TEST_BIN)
+
+run: deps
+	@$(MAKE) --no-print-directory build
+	launch/run.sh -np $(NP) $(CONFIG)
+
+# The test suite. tests/run-tests.sh finds the binaries through these variables.
+check: deps
+	@$(MAKE) --no-print-directory tests
+	ALIG_BUILD=$(BUILD) ALIG_BIN=$(BIN) tests/run-tests.sh
+
+sanitize: deps
+	@$(MAKE) --no-print-directory SAN=1 tests
+	ALIG_BUILD=build-san ALIG_BIN=build-san/bin ALIG_SANITIZE=1 tests/run-tests.sh
+
+install: build
+	install -D -m 0755 bin/alig-train $(DESTDIR)$(PREFIX)/bin/alig-train
+
+clean:
+	rm -rf build build-san bin

@@ -1,0 +1,74 @@
+/*
+ * alig/comm.h -- the MPI layer: ranks, the fused reduction, agreement on
+ * errors, and the BLAS thread count.
+ *
+ * An opaque handle. alig_comm_init_mpi() wraps MPI_COMM_WORLD;
+ * alig_comm_init_self() is a one-rank communicator that never touches MPI
+ * (unit tests use it). Every collective here must be called by all ranks.
+ */
+#ifndef ALIG_COMM_H
+#define ALIG_COMM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct alig_comm alig_comm_t;
+
+/* MPI_Init (thread level FUNNELED) and wrap MPI_COMM_WORLD. Returns NULL on failure. */
+alig_comm_t *alig_comm_init_mpi(int *argc, char ***argv);
+
+/* A single-rank communicator without MPI. */
+alig_comm_t *alig_comm_init_self(void);
+
+/* Free the handle; MPI_Finalize when it wrapped MPI. */
+void alig_comm_finalize(alig_comm_t *c);
+
+int alig_comm_rank(const alig_comm_t *c);
+int alig_comm_size(const alig_comm_t *c);
+int alig_comm_local_rank(const alig_comm_t *c);  /* rank among the ranks of this node */
+int alig_comm_local_size(const alig_comm_t *c);  /* ranks on this node */
+
+/* In-place sum over ranks (chunked past INT_MAX elements). */
+void alig_comm_allreduce_sum_f(alig_comm_t *c, float *buf, int64_t n);
+void alig_comm_allreduce_sum_d(alig_comm_t *c, double *buf, int64_t n);
+
+/* Broadcast bytes from root. */
+void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root);
+
+/*
+ * Agree on an outcome: every rank passes its local status (ALIG_OK or an
+ * error class). Returns the status of the lowest-numbered failing rank (so
+ * all ranks return the same value), or ALIG_OK. That rank prints its
+ * message (alig_error_message) to stderr once, prefixed with its rank when
+ * there is more than one; the other ranks print nothing. Use it after any
+ * step that may fail on some ranks only.
+ */
+int alig_comm_agree(alig_comm_t *c, int status);
+
+/*
+ * Verify that every rank holds the same bytes (a 64-bit FNV-1a hash is
+ * compared). Returns ALIG_OK, or ALIG_E_INTERNAL on every rank with a
+ * message naming `what` and the ranks whose hash differs from rank 0's.
+ */
+int alig_comm_check_identical(alig_comm_t *c, const void *buf, size_t bytes, const char *what);
+
+/* 64-bit FNV-1a hash of bytes (used for checksums in logs too). */
+uint64_t alig_hash64(const void *buf, size_t bytes);
+
+/*
+ * Choose BLAS threads for this rank: `requested` > 0 wins; otherwise the
+ * CPUs in this process's affinity mask divided among the ranks on this
+ * node that share the same mask (so ranks x threads never exceeds the
+ * cores). OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set in the environment
+ * count as requested. Sets OpenBLAS's thread count and returns it; *why
+ * gets a short explanation for the start-up log.
+ */
+int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why_size);
+
+/* Seconds since an arbitrary point (MPI_Wtime or clock_gettime). */
+double alig_time(void);
+
+/* Abort all ranks with an exit code (MPI_Abort when under MPI, else exit). */
+void alig_comm_abort(alig_comm_t *c, int code) __attribute__((noreturn));
+
+#endif /* ALIG_COMM_H */

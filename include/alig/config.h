@@ -1,0 +1,107 @@
+/*
+ * alig/config.h -- the run configuration: an INI file parsed with inih.
+ *
+ * Every key is typed and range-checked. An unknown section or key, a value
+ * of the wrong type or out of range, a duplicate key or a syntax error is
+ * an ALIG_E_CONFIG error whose message names the file, the line, the
+ * [section] key and what is allowed, e.g.
+ *
+ *   launch/x.ini:12: [optimizer] momentum = 1.5: expected a number in [0, 1)
+ *
+ * Keys may be overridden after the file with alig_config_set() (the
+ * program's --set section.key=value option); errors there name
+ * "--set" instead of file:line.
+ *
+ * Every key, its type, default and range is documented in docs/config.md.
+ */
+#ifndef ALIG_CONFIG_H
+#define ALIG_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#define ALIG_PATH_MAX 1024
+#define ALIG_SPEC_MAX 2048
+
+typedef struct {
+    /* [run] */
+    uint64_t seed;              /* seed = 42; any unsigned 64-bit integer */
+    int epochs;                 /* epochs = 10; >= 1 */
+    int64_t max_steps;          /* max_steps = 0; >= 0, stop after this many global steps (0: no limit) */
+    char out_dir[ALIG_PATH_MAX];/* out_dir = runs/default; run directory (created) */
+    int threads;                /* threads = 0; >= 0, BLAS threads per rank (0: auto from affinity) */
+    int log_every;              /* log_every = 0; >= 0, print a step line every N steps (0: never) */
+    int check_every;            /* check_every = 100; >= 0, compare a parameter checksum across ranks every N steps (0: never) */
+
+    /* [data] */
+    char format[16];            /* format = idx; one of: idx */
+    char train_images[ALIG_PATH_MAX]; /* default /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz */
+    char train_labels[ALIG_PATH_MAX]; /* default .../train-labels-idx1-ubyte.gz */
+    char test_images[ALIG_PATH_MAX];  /* default .../t10k-images-idx3-ubyte.gz; "" or none: no test set */
+    char test_labels[ALIG_PATH_MAX];  /* default .../t10k-labels-idx1-ubyte.gz */
+    int batch_size;             /* batch_size = 128; >= 1, the GLOBAL batch size, split over ranks */
+    int drop_last;              /* drop_last = false; boolean: drop the final partial batch of an epoch */
+    int64_t train_limit;        /* train_limit = 0; >= 0, use only the first N training samples (0: all) */
+    int64_t test_limit;         /* test_limit = 0; >= 0, same for the test set */
+    char normalize[16];         /* normalize = standard; one of: none (x/255), standard (per-channel mean/std of the training set) */
+
+    /* [model] */
+    char layers[ALIG_SPEC_MAX]; /* layers = dense 1024, relu, dense 1024, relu, dense 10 (see docs/config.md) */
+    char init[16];              /* init = auto; one of: auto (He before ReLU, Glorot otherwise), he, glorot */
+
+    /* [optimizer] */
+    char optimizer[16];         /* name = alig; one of: alig */
+    double max_lr;              /* max_lr = none; "none" (NAN here: no clipping) or a number > 0 */
+    double delta;               /* delta = 1e-5; number > 0 */
+    double momentum;            /* momentum = 0.9; number in [0, 1) */
+    int adjusted_momentum;      /* momentum_type = standard; one of: standard (0), adjusted (1) */
+    double max_norm;            /* max_norm = none; "none" (INFINITY here: no projection) or a number > 0 */
+
+    /* [eval] */
+    int eval_every;             /* every = 1; >= 0, evaluate on the test set every N epochs (0: never) */
+    int eval_batch_size;        /* batch_size = 1000; >= 1, global evaluation batch */
+
+    /* provenance */
+    char path[ALIG_PATH_MAX];   /* file the config came from ("" if from a string) */
+    char *text;                 /* owned copy of the file text plus one "; --set ..." line per override */
+} alig_config_t;
+
+/* Fill every field with its documented default. text = NULL. */
+void alig_config_defaults(alig_config_t *cfg);
+
+/*
+ * Parse INI text (the contents of `name`, used in error messages) into
+ * cfg, which must hold defaults or an earlier parse. Keeps a copy of the
+ * text in cfg->text. Returns ALIG_OK or ALIG_E_CONFIG.
+ */
+int alig_config_parse(alig_config_t *cfg, const char *text, const char *name);
+
+/*
+ * Read a whole file into a NUL-terminated malloc'd string (*out, caller
+ * frees). Returns ALIG_OK, or ALIG_E_CONFIG naming the path and the OS
+ * error when it cannot be read.
+ */
+int alig_config_read_file(const char *path, char **out);
+
+/* defaults + read + parse. */
+int alig_config_load(alig_config_t *cfg, const char *path);
+
+/*
+ * Apply one override "section.key=value" with the same checks as the
+ * file. Appends "; --set section.key=value" to cfg->text.
+ */
+int alig_config_set(alig_config_t *cfg, const char *assignment);
+
+/*
+ * Cross-key checks that need the world size (e.g. batch_size >= world
+ * size). Call after all parsing. Returns ALIG_OK or ALIG_E_CONFIG.
+ */
+int alig_config_validate(const alig_config_t *cfg, int world_size);
+
+/* Print every key with its current value as a valid INI file. */
+void alig_config_write(FILE *f, const alig_config_t *cfg);
+
+/* Free cfg->text. */
+void alig_config_free(alig_config_t *cfg);
+
+#endif /* ALIG_CONFIG_H */

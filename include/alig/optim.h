@@ -1,0 +1,65 @@
+/*
+ * alig/optim.h -- the ALI-G optimizer on flat parameter buffers.
+ *
+ * ALI-G (Berrada, Zisserman, Kumar, ICML 2020) takes the step
+ *     gamma = min( loss / (||g||^2 + delta), max_lr )
+ * (no min when max_lr is unset), then, with momentum mu:
+ *     mu == 0:   w -= gamma*g
+ *     standard:  w -= gamma*g;  v = mu*v - gamma*g;  w += mu*v
+ *     adjusted:  w -= gamma*g;  v = mu*v - g;        w += gamma*mu*v
+ * and projects w onto the L2 ball of radius max_norm (all parameters as
+ * one vector). docs/alig.md explains the method and how to pick options.
+ */
+#ifndef ALIG_OPTIM_H
+#define ALIG_OPTIM_H
+
+#include <stdint.h>
+
+typedef struct {
+    double max_lr;     /* NAN: no clipping */
+    double delta;      /* > 0 */
+    double momentum;   /* in [0, 1) */
+    int adjusted;      /* 1: adjusted Nesterov form, 0: standard */
+    double max_norm;   /* INFINITY: no projection */
+} alig_optim_opts_t;
+
+typedef struct {
+    alig_optim_opts_t opts;
+    int64_t n;         /* parameters */
+    float *v;          /* (n) momentum buffer, zero at start; NULL when momentum == 0 */
+} alig_optim_t;
+
+/* What one step did (identical on every rank). */
+typedef struct {
+    double loss;            /* mean loss the step used */
+    double grad_norm2;      /* ||g||^2 of the mean gradient */
+    double step_unclipped;  /* loss / (||g||^2 + delta) */
+    double step;            /* gamma actually used */
+    int clipped;            /* 1 when max_lr bound */
+} alig_step_info_t;
+
+/* Returns ALIG_OK or ALIG_E_MEMORY. */
+int alig_optim_init(alig_optim_t *o, const alig_optim_opts_t *opts, int64_t n);
+void alig_optim_free(alig_optim_t *o);
+
+/* gamma for a given mean loss and squared gradient norm; fills info. */
+double alig_step_size(const alig_optim_opts_t *opts, double loss, double grad_norm2,
+                      alig_step_info_t *info);
+
+/* ||x||^2 of n floats, accumulated in double in a fixed order. */
+double alig_norm2(const float *x, int64_t n);
+
+/*
+ * One ALI-G step on w (n) with the mean gradient g (n) and mean loss;
+ * computes ||g||^2 itself, updates w and v, then projects w.
+ */
+void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
+                     alig_step_info_t *info);
+
+/*
+ * Project w onto the ball of radius max_norm: scale by max_norm/||w||
+ * when ||w|| > max_norm. Returns ||w|| before projecting.
+ */
+double alig_project(float *w, int64_t n, double max_norm);
+
+#endif /* ALIG_OPTIM_H */

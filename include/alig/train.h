@@ -1,0 +1,88 @@
+/*
+ * alig/train.h -- the data-parallel training loop.
+ *
+ * One global step:
+ *   1. the global batch is the next contiguous run of the epoch's
+ *      permutation; this rank takes its slice (alig_batch_slice);
+ *   2. forward/backward give this rank's SUM of losses and gradients;
+ *   3. one MPI_Allreduce(SUM) over `grads` = [gradient sums..., loss sum,
+ *      correct count, sample count, stop flag];
+ *   4. every rank divides by the global count and takes the same ALI-G
+ *      step from the global mean loss and gradient.
+ * So the result does not depend on the number of ranks beyond float
+ * rounding, and all ranks hold bitwise-identical parameters.
+ */
+#ifndef ALIG_TRAIN_H
+#define ALIG_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "alig/comm.h"
+#include "alig/config.h"
+#include "alig/data.h"
+#include "alig/model.h"
+#include "alig/optim.h"
+
+/* Slots of the reduction tail that follows the gradient sums in model.grads. */
+enum { ALIG_TAIL_LOSS = 0, ALIG_TAIL_CORRECT = 1, ALIG_TAIL_COUNT = 2, ALIG_TAIL_STOP = 3 };
+
+/* Per-epoch running statistics (reset at each epoch start). */
+typedef struct {
+    double loss_sum;        /* sum over steps of mean loss x samples */
+    int64_t correct, samples, steps, clipped;
+    double step_sum, step_min, step_max;
+    double seconds;         /* wall time spent in steps */
+} alig_epoch_stats_t;
+
+typedef struct {
+    const alig_config_t *cfg;
+    alig_comm_t *comm;
+    alig_dataset_t train, test;   /* test.n == 0: no test set */
+    alig_model_t model;
+    alig_optim_t optim;
+    int64_t *perm;                /* (train.n) order of epoch `perm_epoch` */
+    int64_t perm_epoch;           /* -1: not computed yet */
+    int32_t *labels;              /* (model.max_batch) labels of the local slice */
+    int64_t *eval_index;          /* (model.max_batch) sample indices of an evaluation slice */
+    int64_t batches_per_epoch;
+    /* training position: the next step is batch `batch` of epoch `epoch` */
+    int64_t epoch, batch, step;
+    alig_epoch_stats_t stats;
+    alig_step_info_t last;        /* the most recent step */
+    int threads;                  /* BLAS threads of this rank */
+    char threads_why[160];        /* how that number was chosen, for the log */
+    volatile sig_atomic_t *stop_signal; /* set asynchronously (e.g. SIGTERM); may be NULL */
+    int stop_requested;           /* some rank saw stop_signal at the last step */
+} alig_trainer_t;
+
+/*
+ * Load the data, build and initialise the model (seeded, then projected
+ * onto the max_norm ball), set up the optimizer. Collective: all ranks
+ * agree on success; on failure the lowest failing rank has printed its
+ * error and every rank returns the same status.
+ */
+int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *comm);
+
+/*
+ * One global step (collective). Fills *info (may be NULL). Returns ALIG_OK
+ * or ALIG_E_NUMERIC on every rank when the global loss or gradient is not
+ * finite (parameters are then left unchanged).
+ */
+int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info);
+
+/* Mean loss and accuracy on a dataset (collective). */
+void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *loss,
+                           double *accuracy);
+
+/*
+ * Train until the configured epochs or max_steps are done, printing a
+ * line per epoch on rank 0 to `log`. Returns ALIG_OK, ALIG_E_NUMERIC, or
+ * ALIG_E_PREEMPTED when a stop signal ended it early.
+ */
+int alig_trainer_run(alig_trainer_t *t, FILE *log);
+
+void alig_trainer_free(alig_trainer_t *t);
+
+#endif /* ALIG_TRAIN_H */

@@ -1,0 +1,175 @@
+/*
+ * main.c -- the alig-train command: parse arguments, load the config on
+ * rank 0 and share it, train, exit with the documented status.
+ */
+#include "alig/comm.h"
+#include "alig/config.h"
+#include "alig/error.h"
+#include "alig/train.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage_[] =
+    "usage: alig-train [options] CONFIG.ini\n"
+    "       mpirun -np N alig-train [options] CONFIG.ini\n"
+    "\n"
+    "Train a neural network data-parallel over MPI ranks with the ALI-G optimizer.\n"
+    "\n"
+    "options:\n"
+    "  --set SECTION.KEY=VALUE  override one config key (repeatable), e.g.\n"
+    "                           --set optimizer.max_lr=0.05\n"
+    "  --print-config           print the effective config (every key) and exit\n"
+    "  --help                   this text\n"
+    "  --version                print the version\n"
+    "\n"
+    "The config keys, their defaults and ranges are in docs/config.md;\n"
+    "`alig-train --print-config /dev/null` prints every key with its default.\n"
+    "\n"
+    "exit status: 0 done, 1 internal/MPI error, 2 usage or config error, 3 data error,\n"
+    "4 checkpoint error, 5 non-finite loss or gradient, 6 out of memory,\n"
+    "75 stopped by a signal (requeue). See docs/errors.md.\n";
+
+static volatile sig_atomic_t stop_signal_;
+
+static void on_signal_(int sig)
+{
+    (void)sig;
+    stop_signal_ = 1;
+}
+
+typedef struct {
+    const char *config;
+    const char *sets[64];
+    int n_sets;
+    int print_config;
+} args_t;
+
+/* Returns -1 to continue, or an exit status. */
+static int parse_args_(int argc, char **argv, args_t *a, int root)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (!strcmp(s, "--help") || !strcmp(s, "-h")) {
+            if (root)
+                fputs(usage_, stdout);
+            return 0;
+        } else if (!strcmp(s, "--version")) {
+            if (root)
+                printf("alig-train %s\n", ALIG_VERSION);
+            return 0;
+        } else if (!strcmp(s, "--print-config")) {
+            a->print_config = 1;
+        } else if (!strcmp(s, "--set") || !strncmp(s, "--set=", 6)) {
+            const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                if (root)
+                    fprintf(stderr, "alig-train: --set needs SECTION.KEY=VALUE\n");
+                return ALIG_E_CONFIG;
+            }
+            if (a->n_sets == (int)(sizeof a->sets / sizeof a->sets[0])) {
+                if (root)
+                    fprintf(stderr, "alig-train: too many --set options (at most 64)\n");
+                return ALIG_E_CONFIG;
+            }
+            a->sets[a->n_sets++] = v;
+        } else if (s[0] == '-' && s[1]) {
+            if (root)
+                fprintf(stderr, "alig-train: unknown option '%s'\n\n%s", s, usage_);
+            return ALIG_E_CONFIG;
+        } else if (a->config) {
+            if (root)
+                fprintf(stderr, "alig-train: more than one config file ('%s', '%s')\n", a->config, s);
+            return ALIG_E_CONFIG;
+        } else {
+            a->config = s;
+        }
+    }
+    if (!a->config) {
+        if (root)
+            fprintf(stderr, "alig-train: no config file given\n\n%s", usage_);
+        return ALIG_E_CONFIG;
+    }
+    return -1;
+}
+
+/* Rank 0 reads the file; every rank parses the same text. Collective. */
+static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
+{
+    char *text = NULL;
+    long long len = 0;
+    int rc = ALIG_OK;
+    if (alig_comm_rank(comm) == 0) {
+        rc = alig_config_read_file(a->config, &text);
+        len = rc ? 0 : (long long)strlen(text);
+    }
+    rc = alig_comm_agree(comm, rc);
+    if (rc)
+        return rc;
+    alig_comm_bcast(comm, &len, sizeof len, 0);
+    if (alig_comm_rank(comm) != 0) {
+        text = alig_malloc((size_t)len + 1, "config text");
+        if (!text)
+            alig_comm_abort(comm, ALIG_E_MEMORY);
+        text[len] = '\0';
+    }
+    alig_comm_bcast(comm, text, (size_t)len, 0);
+
+    alig_config_defaults(cfg);
+    rc = alig_config_parse(cfg, text, a->config);
+    free(text);
+    snprintf(cfg->path, sizeof cfg->path, "%s", a->config);
+    for (int i = 0; !rc && i < a->n_sets; i++)
+        rc = alig_config_set(cfg, a->sets[i]);
+    if (!rc)
+        rc = alig_config_validate(cfg, alig_comm_size(comm));
+    /* every rank parsed the same text: rank 0 reports for all */
+    return alig_comm_agree(comm, rc);
+}
+
+int main(int argc, char **argv)
+{
+    alig_comm_t *comm = alig_comm_init_mpi(&argc, &argv);
+    if (!comm) {
+        fprintf(stderr, "alig-train: MPI initialisation failed\n");
+        return ALIG_E_INTERNAL;
+    }
+    int root = alig_comm_rank(comm) == 0;
+    args_t args;
+    int rc = parse_args_(argc, argv, &args, root);
+    if (rc >= 0) {
+        alig_comm_finalize(comm);
+        return rc;
+    }
+
+    alig_config_t cfg;
+    rc = load_config_(comm, &args, &cfg);
+    if (rc == ALIG_OK && args.print_config) {
+        if (root)
+            alig_config_write(stdout, &cfg);
+    } else if (rc == ALIG_OK) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal_;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGUSR1, &sa, NULL);
+
+        alig_trainer_t trainer;
+        rc = alig_trainer_init(&trainer, &cfg, comm);
+        if (rc == ALIG_OK) {
+            trainer.stop_signal = &stop_signal_;
+            rc = alig_trainer_run(&trainer, stdout);
+            if (rc == ALIG_E_PREEMPTED && root)
+                fprintf(stderr, "alig-train: stopped by a signal at step %lld; exit %d\n",
+                        (long long)trainer.step, ALIG_E_PREEMPTED);
+        }
+        alig_trainer_free(&trainer);
+    }
+    alig_config_free(&cfg);
+    alig_comm_finalize(comm);
+    return rc;
+}

@@ -1,0 +1,240 @@
+/*
+ * check_data.c -- IDX reader on good and malformed files, dataset loading,
+ * normalisation, batch slicing.
+ */
+#include "check_suites.h"
+
+#include "alig/data.h"
+#include "alig/error.h"
+
+#include <stdio.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+static char path_[512];
+
+static const char *tmp_(const char *name)
+{
+    snprintf(path_, sizeof path_, "%s/alig-data-%d-%s", test_tmpdir(), (int)getpid(), name);
+    return path_;
+}
+
+START_TEST(idx_reads_raw_and_gzip)
+{
+    uint8_t data[2 * 3 * 4];
+    for (int i = 0; i < 24; i++)
+        data[i] = (uint8_t)(i * 7);
+    uint32_t dims[3] = {2, 3, 4};
+    for (int gz = 0; gz < 2; gz++) {
+        const char *p = tmp_(gz ? "a.gz" : "a.idx");
+        ck_assert_int_eq(test_write_idx(p, 3, dims, data, gz), 0);
+        alig_idx_t idx;
+        ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_OK);
+        ck_assert_int_eq(idx.ndim, 3);
+        ck_assert_int_eq(idx.dims[0], 2);
+        ck_assert_int_eq(idx.dims[1], 3);
+        ck_assert_int_eq(idx.dims[2], 4);
+        ck_assert_int_eq(idx.count, 24);
+        ck_assert_int_eq(idx.data[5], 35);
+        ck_assert_int_eq(idx.data[23], (uint8_t)(23 * 7));
+        alig_idx_free(&idx);
+        remove(p);
+    }
+}
+END_TEST
+
+/* Expect ALIG_E_DATA with `needle` in the message. */
+static void expect_bad_(const char *p, const char *needle)
+{
+    alig_idx_t idx;
+    int rc = alig_idx_read(p, &idx);
+    ck_assert_int_eq(rc, ALIG_E_DATA);
+    ck_assert_msg(strstr(alig_error_message(), needle) != NULL, "message '%s' lacks '%s'",
+                  alig_error_message(), needle);
+    ck_assert_msg(strstr(alig_error_message(), p) != NULL, "message '%s' lacks the path",
+                  alig_error_message());
+    ck_assert_ptr_null(idx.data);
+}
+
+START_TEST(idx_rejects_malformed)
+{
+    const char *p = tmp_("bad.idx");
+    uint8_t bad_magic[] = {0x12, 0x34, 0x08, 0x01, 0, 0, 0, 1, 9};
+    test_write_bytes(p, bad_magic, sizeof bad_magic);
+    expect_bad_(p, "magic");
+
+    uint8_t bad_type[] = {0, 0, 0x0d, 0x01, 0, 0, 0, 1, 0, 0, 0, 0};
+    test_write_bytes(p, bad_type, sizeof bad_type);
+    expect_bad_(p, "element type 0x0d");
+
+    uint8_t zero_dims[] = {0, 0, 0x08, 0x00};
+    test_write_bytes(p, zero_dims, sizeof zero_dims);
+    expect_bad_(p, "0 dimensions");
+
+    uint8_t five_dims[] = {0, 0, 0x08, 0x05};
+    test_write_bytes(p, five_dims, sizeof five_dims);
+    expect_bad_(p, "5 dimensions");
+
+    uint8_t short_head[] = {0, 0, 0x08, 0x03, 0, 0, 0, 2, 0, 0};
+    test_write_bytes(p, short_head, sizeof short_head);
+    expect_bad_(p, "truncated IDX header");
+
+    uint8_t truncated[] = {0, 0, 0x08, 0x02, 0, 0, 0, 2, 0, 0, 0, 3, 1, 2, 3, 4};
+    test_write_bytes(p, truncated, sizeof truncated);
+    expect_bad_(p, "truncated: header promises 6 data bytes, file has 4");
+
+    uint8_t trailing[] = {0, 0, 0x08, 0x01, 0, 0, 0, 2, 1, 2, 3};
+    test_write_bytes(p, trailing, sizeof trailing);
+    expect_bad_(p, "trailing bytes");
+
+    uint8_t zero_dim[] = {0, 0, 0x08, 0x02, 0, 0, 0, 2, 0, 0, 0, 0};
+    test_write_bytes(p, zero_dim, sizeof zero_dim);
+    expect_bad_(p, "dimension 1 is 0");
+
+    /* 2^32-1 cubed overflows int64 if multiplied naively */
+    uint8_t huge[] = {0, 0, 0x08, 0x04, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                      0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+    test_write_bytes(p, huge, sizeof huge);
+    expect_bad_(p, "multiply past");
+
+    uint8_t tiny[] = {0, 0};
+    test_write_bytes(p, tiny, sizeof tiny);
+    expect_bad_(p, "shorter than the 4-byte magic");
+    remove(p);
+
+    expect_bad_(tmp_("does-not-exist.idx"), "cannot open");
+}
+END_TEST
+
+START_TEST(idx_rejects_corrupt_gzip)
+{
+    uint8_t data[1000];
+    for (int i = 0; i < 1000; i++)
+        data[i] = (uint8_t)(i * 31 + (i >> 3));
+    uint32_t dims[1] = {1000};
+    const char *p = tmp_("c.gz");
+    ck_assert_int_eq(test_write_idx(p, 1, dims, data, 1), 0);
+    FILE *f = fopen(p, "rb");
+    uint8_t buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    /* cut the compressed stream in the middle */
+    test_write_bytes(p, buf, n / 2);
+    alig_idx_t idx;
+    ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_E_DATA);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), p));
+    remove(p);
+}
+END_TEST
+
+START_TEST(dataset_load_checks_counts_and_normalises)
+{
+    const char *dir = test_tmpdir();
+    char pi[512], pl[512];
+    snprintf(pi, sizeof pi, "%s/alig-ds-%d-images.idx", dir, (int)getpid());
+    snprintf(pl, sizeof pl, "%s/alig-ds-%d-labels.idx", dir, (int)getpid());
+    /* 3 images 1x2: pixel values 0,255 | 51,102 | 0,0 */
+    uint8_t x[6] = {0, 255, 51, 102, 0, 0}, y[3] = {2, 0, 1};
+    uint32_t dx[3] = {3, 1, 2}, dy[1] = {3};
+    test_write_idx(pi, 3, dx, x, 0);
+    test_write_idx(pl, 1, dy, y, 0);
+    alig_dataset_t ds;
+    ck_assert_int_eq(alig_dataset_load_idx(&ds, pi, pl, 0), ALIG_OK);
+    ck_assert_int_eq(ds.n, 3);
+    ck_assert_int_eq(ds.dim, 2);
+    ck_assert_int_eq(ds.n_classes, 3);
+    alig_dataset_compute_stats(&ds);
+    /* mean of 0,1,0.2,0.4,0,0 = 1.6/6; E[x^2] = (1+0.04+0.16)/6 = 0.2 */
+    double mean = 1.6 / 6, sd = sqrt(0.2 - mean * mean);
+    ck_assert_double_eq_tol(ds.mean[0], mean, 1e-6);
+    ck_assert_double_eq_tol(ds.std[0], sd, 1e-6);
+    int64_t idx[2] = {1, 0};
+    float xb[4];
+    int32_t yb[2];
+    alig_dataset_gather(&ds, idx, 2, xb, yb);
+    ck_assert_int_eq(yb[0], 0);
+    ck_assert_int_eq(yb[1], 2);
+    ck_assert_double_eq_tol(xb[0], (0.2 - mean) / sd, 1e-5);
+    ck_assert_double_eq_tol(xb[1], (0.4 - mean) / sd, 1e-5);
+    ck_assert_double_eq_tol(xb[3], (1.0 - mean) / sd, 1e-5);
+    alig_dataset_free(&ds);
+
+    /* limit keeps the first samples */
+    ck_assert_int_eq(alig_dataset_load_idx(&ds, pi, pl, 2), ALIG_OK);
+    ck_assert_int_eq(ds.n, 2);
+    ck_assert_int_eq(ds.n_classes, 3);
+    alig_dataset_free(&ds);
+
+    /* label count differs from image count */
+    uint32_t dy2[1] = {2};
+    test_write_idx(pl, 1, dy2, y, 0);
+    ck_assert_int_eq(alig_dataset_load_idx(&ds, pi, pl, 0), ALIG_E_DATA);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "3 images"));
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "2 labels"));
+
+    /* labels given as images: wrong number of dimensions */
+    ck_assert_int_eq(alig_dataset_load_idx(&ds, pl, pl, 0), ALIG_E_DATA);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "3 (n, h, w) or 4"));
+    remove(pi);
+    remove(pl);
+}
+END_TEST
+
+START_TEST(batch_slices_partition_the_batch)
+{
+    for (int world = 1; world <= 7; world++)
+        for (int64_t n = 0; n <= 20; n++) {
+            int64_t next = 0;
+            for (int r = 0; r < world; r++) {
+                int64_t lo, hi;
+                alig_batch_slice(n, r, world, &lo, &hi);
+                ck_assert_int_eq(lo, next);
+                ck_assert(hi - lo == n / world || hi - lo == n / world + 1);
+                next = hi;
+            }
+            ck_assert_int_eq(next, n);
+        }
+    int64_t lo, hi;
+    alig_batch_slice(10, 2, 3, &lo, &hi); /* 4, 3, 3 */
+    ck_assert_int_eq(lo, 7);
+    ck_assert_int_eq(hi, 10);
+    ck_assert_int_eq(alig_batches_per_epoch(10, 4, 0), 3);
+    ck_assert_int_eq(alig_batches_per_epoch(10, 4, 1), 2);
+    ck_assert_int_eq(alig_batches_per_epoch(8, 4, 0), 2);
+}
+END_TEST
+
+START_TEST(fashion_mnist_if_installed)
+{
+    const char *p = "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz";
+    if (access(p, R_OK) != 0)
+        return; /* the package is installed by `make check`; nothing to read otherwise */
+    alig_idx_t idx;
+    ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_OK);
+    ck_assert_int_eq(idx.ndim, 1);
+    ck_assert_int_eq(idx.dims[0], 10000);
+    int counts[10] = {0};
+    for (int i = 0; i < 10000; i++) {
+        ck_assert_int_lt(idx.data[i], 10);
+        counts[idx.data[i]]++;
+    }
+    for (int k = 0; k < 10; k++)
+        ck_assert_int_eq(counts[k], 1000); /* the test set is balanced */
+    alig_idx_free(&idx);
+}
+END_TEST
+
+Suite *data_suite(void)
+{
+    Suite *s = suite_create("data");
+    TCase *tc = tcase_create("idx");
+    tcase_add_test(tc, idx_reads_raw_and_gzip);
+    tcase_add_test(tc, idx_rejects_malformed);
+    tcase_add_test(tc, idx_rejects_corrupt_gzip);
+    tcase_add_test(tc, dataset_load_checks_counts_and_normalises);
+    tcase_add_test(tc, batch_slices_partition_the_batch);
+    tcase_add_test(tc, fashion_mnist_if_installed);
+    suite_add_tcase(s, tc);
+    return s;
+}

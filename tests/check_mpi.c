@@ -1,0 +1,240 @@
+/*
+ * check_mpi.c -- tests that launch real ranks with mpirun: rank-count
+ * invariance, bitwise agreement between ranks, and the alig-train command
+ * (usage, config errors reported once, prompt exit, a short training run).
+ *
+ * Binaries come from ALIG_BIN (alig-train) and ALIG_BUILD (tests/mpi_steps),
+ * set by `make check`.
+ */
+#include "check_suites.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char out_[65536];
+
+static const char *env_(const char *name, const char *fallback)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : fallback;
+}
+
+/* mpirun prefix: as root it needs --allow-run-as-root; above the core count, --oversubscribe. */
+static void mpirun_(char *buf, size_t size, int np)
+{
+    const char *san = getenv("ALIG_SANITIZE");
+    snprintf(buf, size, "%smpirun %s --oversubscribe -np %d",
+             san && *san == '1' ? "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 " : "",
+             geteuid() == 0 ? "--allow-run-as-root" : "", np);
+}
+
+static char dir_[512];
+
+/* A synthetic data set and a config for it in a fresh scratch dir. */
+static const char *setup_(int n, int batch, const char *extra)
+{
+    snprintf(dir_, sizeof dir_, "%s/alig-mpi-%d", test_tmpdir(), (int)getpid());
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir_);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(test_make_dataset(dir_, "s", n, 6, 6, 5, 3), 0);
+    static char cfg[600];
+    snprintf(cfg, sizeof cfg, "%s/c.ini", dir_);
+    FILE *f = fopen(cfg, "w");
+    fprintf(f,
+            "[run]\nseed = 7\nepochs = 3\nout_dir = %s/run\n\n"
+            "[data]\ntrain_images = %s/s-images.idx\ntrain_labels = %s/s-labels.idx\n"
+            "test_images = %s/s-images.idx\ntest_labels = %s/s-labels.idx\nbatch_size = %d\n\n"
+            "[model]\nlayers = dense 16, relu, dense 12, relu, dense 5\n\n"
+            "[optimizer]\nmax_lr = 0.2\nmomentum = 0.9\n\n[eval]\nbatch_size = 17\n%s",
+            dir_, dir_, dir_, dir_, dir_, batch, extra);
+    fclose(f);
+    return cfg;
+}
+
+static float *read_floats_(const char *path, long *n)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    fseek(f, 0, SEEK_END);
+    long bytes = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    float *p = malloc((size_t)bytes);
+    ck_assert_int_eq(fread(p, 1, (size_t)bytes, f), (size_t)bytes);
+    fclose(f);
+    *n = bytes / (long)sizeof(float);
+    return p;
+}
+
+/*
+ * Same seed, data and global batch at 1, 2, 3 and 4 ranks: the same
+ * parameters after 12 steps (crossing an epoch boundary with a partial batch
+ * of 2, and batches that do not divide by 3 or 4) to 1e-5 relative to the
+ * parameter scale. Why 1e-5: the ranks' partial sums are added in another
+ * order, a float32 rounding of ~6e-8 relative per step; twelve steps with
+ * momentum amplify it to ~1e-6, so 1e-5 leaves margin while any real
+ * difference in data or weighting shows up at 1e-2 or more.
+ * mpi_steps also checks bitwise agreement across ranks after every step.
+ */
+START_TEST(same_parameters_at_1_2_3_4_ranks)
+{
+    const char *cfg = setup_(47, 9, ""); /* 6 batches/epoch: 5 x 9 + 1 x 2 */
+    char cmd[4096], pre[128], file[4][600];
+    double elapsed;
+    for (int np = 1; np <= 4; np++) {
+        mpirun_(pre, sizeof pre, np);
+        snprintf(file[np - 1], sizeof file[0], "%s/params-np%d.bin", dir_, np);
+        snprintf(cmd, sizeof cmd, "%s %s/tests/mpi_steps %s %s run.max_steps=12 run.threads=1", pre,
+                 env_("ALIG_BUILD", "build"), cfg, file[np - 1]);
+        int rc = test_run(cmd, 120, out_, sizeof out_, &elapsed);
+        ck_assert_msg(rc == 0, "np=%d failed (%d):\n%s", np, rc, out_);
+    }
+    long n1, n;
+    float *p1 = read_floats_(file[0], &n1);
+    double scale = 0;
+    for (long i = 0; i < n1; i++)
+        scale = fmax(scale, fabs(p1[i]));
+    for (int np = 2; np <= 4; np++) {
+        float *p = read_floats_(file[np - 1], &n);
+        ck_assert_int_eq(n, n1);
+        double worst = 0;
+        for (long i = 0; i < n; i++)
+            worst = fmax(worst, fabs((double)p[i] - p1[i]) / scale);
+        ck_assert_msg(worst <= 1e-5, "np=%d differs from np=1 by %g (relative to max |w| %g)", np,
+                      worst, scale);
+        free(p);
+    }
+    free(p1);
+}
+END_TEST
+
+/* Sanity of the invariance test itself: a different global batch must differ. */
+START_TEST(different_batch_gives_different_parameters)
+{
+    const char *cfg = setup_(47, 9, "");
+    char cmd[4096], pre[128], a[600], b[600];
+    mpirun_(pre, sizeof pre, 2);
+    snprintf(a, sizeof a, "%s/pa.bin", dir_);
+    snprintf(b, sizeof b, "%s/pb.bin", dir_);
+    snprintf(cmd, sizeof cmd, "%s %s/tests/mpi_steps %s %s run.max_steps=6 run.threads=1", pre,
+             env_("ALIG_BUILD", "build"), cfg, a);
+    ck_assert_int_eq(test_run(cmd, 120, out_, sizeof out_, NULL), 0);
+    snprintf(cmd, sizeof cmd,
+             "%s %s/tests/mpi_steps %s %s run.max_steps=6 run.threads=1 data.batch_size=8", pre,
+             env_("ALIG_BUILD", "build"), cfg, b);
+    ck_assert_int_eq(test_run(cmd, 120, out_, sizeof out_, NULL), 0);
+    long na, nb;
+    float *pa = read_floats_(a, &na), *pb = read_floats_(b, &nb);
+    double worst = 0;
+    for (long i = 0; i < na; i++)
+        worst = fmax(worst, fabs((double)pa[i] - pb[i]));
+    ck_assert_double_gt(worst, 1e-3);
+    free(pa);
+    free(pb);
+}
+END_TEST
+
+START_TEST(cli_version_help_and_usage)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "%s/alig-train --version", env_("ALIG_BIN", "bin"));
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out_, "alig-train 0."));
+    snprintf(cmd, sizeof cmd, "%s/alig-train --help", env_("ALIG_BIN", "bin"));
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 0);
+    ck_assert_ptr_nonnull(strstr(out_, "--set SECTION.KEY=VALUE"));
+    snprintf(cmd, sizeof cmd, "%s/alig-train", env_("ALIG_BIN", "bin"));
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 2);
+    ck_assert_ptr_nonnull(strstr(out_, "no config file given"));
+    snprintf(cmd, sizeof cmd, "%s/alig-train --bogus x.ini", env_("ALIG_BIN", "bin"));
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 2);
+    ck_assert_ptr_nonnull(strstr(out_, "unknown option '--bogus'"));
+}
+END_TEST
+
+static int count_(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+START_TEST(bad_config_reported_once_and_all_ranks_exit)
+{
+    const char *cfg = setup_(20, 4, "\n[optimizer]\nbogus_key = 1\n");
+    char cmd[4096], pre[128];
+    mpirun_(pre, sizeof pre, 3);
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s", pre, env_("ALIG_BIN", "bin"), cfg);
+    double elapsed;
+    int rc = test_run(cmd, 60, out_, sizeof out_, &elapsed);
+    ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
+    ck_assert_int_eq(count_(out_, "bogus_key"), 1);
+    ck_assert_msg(elapsed < 30, "took %.1f s", elapsed);
+
+    /* a missing config file: named, exit 2 */
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s/nope.ini", pre, env_("ALIG_BIN", "bin"), dir_);
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_int_eq(rc, 2);
+    ck_assert_int_eq(count_(out_, "nope.ini"), 1);
+
+    /* global batch smaller than the world */
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s --set data.batch_size=2 --set optimizer.momentum=0",
+             pre, env_("ALIG_BIN", "bin"), setup_(20, 4, ""));
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
+    ck_assert_int_eq(count_(out_, "batch_size"), 1);
+}
+END_TEST
+
+START_TEST(missing_data_file_exits_3_on_every_rank)
+{
+    const char *cfg = setup_(20, 4, "");
+    char cmd[4096], pre[128];
+    mpirun_(pre, sizeof pre, 2);
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s --set data.train_images=%s/missing.idx", pre,
+             env_("ALIG_BIN", "bin"), cfg, dir_);
+    double elapsed;
+    int rc = test_run(cmd, 60, out_, sizeof out_, &elapsed);
+    ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out_);
+    ck_assert_int_eq(count_(out_, "missing.idx: cannot open"), 1);
+    ck_assert_msg(elapsed < 30, "took %.1f s", elapsed);
+}
+END_TEST
+
+START_TEST(trains_end_to_end_on_two_ranks)
+{
+    const char *cfg = setup_(200, 20, "");
+    char cmd[4096], pre[128];
+    mpirun_(pre, sizeof pre, 2);
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s", pre, env_("ALIG_BIN", "bin"), cfg);
+    int rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    ck_assert_int_eq(count_(out_, "epoch "), 3);
+    ck_assert_ptr_nonnull(strstr(out_, "ranks: 2"));
+    /* the last epoch's test accuracy on this learnable set */
+    const char *last = strstr(out_, "epoch   3");
+    ck_assert_ptr_nonnull(last);
+    const char *acc = strstr(strstr(last, "test loss"), "acc");
+    double a = atof(acc + 3);
+    ck_assert_msg(a > 90.0, "test accuracy %.2f%%:\n%s", a, out_);
+}
+END_TEST
+
+Suite *mpi_suite(void)
+{
+    Suite *s = suite_create("mpi");
+    TCase *tc = tcase_create("mpirun");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, same_parameters_at_1_2_3_4_ranks);
+    tcase_add_test(tc, different_batch_gives_different_parameters);
+    tcase_add_test(tc, cli_version_help_and_usage);
+    tcase_add_test(tc, bad_config_reported_once_and_all_ranks_exit);
+    tcase_add_test(tc, missing_data_file_exits_3_on_every_rank);
+    tcase_add_test(tc, trains_end_to_end_on_two_ranks);
+    suite_add_tcase(s, tc);
+    return s;
+}

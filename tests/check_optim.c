@@ -1,0 +1,183 @@
+/*
+ * check_optim.c -- ALI-G steps against numbers worked out by hand.
+ *
+ * Two parameters, w = (1, -2); gradients and losses chosen so each option
+ * changes the result. The derivations are in the comments; expected values
+ * are literals, never recomputed with the code under test.
+ */
+#include "check_suites.h"
+
+#include "alig/optim.h"
+
+#include <math.h>
+
+#define TOL 1e-6
+
+static alig_optim_opts_t opts_(double max_lr, double momentum, int adjusted, double max_norm)
+{
+    alig_optim_opts_t o = {.max_lr = max_lr, .delta = 1e-5, .momentum = momentum,
+                           .adjusted = adjusted, .max_norm = max_norm};
+    return o;
+}
+
+START_TEST(step_size_clipped_and_unclipped)
+{
+    alig_optim_opts_t o = opts_(0.1, 0, 0, INFINITY);
+    alig_step_info_t info;
+    /* loss 2, |g|^2 1.25: 2 / 1.25001 = 1.599987200102399 > 0.1: clipped */
+    ck_assert_double_eq_tol(alig_step_size(&o, 2.0, 1.25, &info), 0.1, 1e-15);
+    ck_assert_int_eq(info.clipped, 1);
+    ck_assert_double_eq_tol(info.step_unclipped, 1.599987200102399, 1e-12);
+    /* loss 0.1, |g|^2 4: 0.1 / 4.00001 = 0.024999937500156 < 0.1: not clipped */
+    ck_assert_double_eq_tol(alig_step_size(&o, 0.1, 4.0, &info), 0.024999937500156, 1e-12);
+    ck_assert_int_eq(info.clipped, 0);
+    /* max_lr unset: never clipped, however large */
+    o.max_lr = NAN;
+    ck_assert_double_eq_tol(alig_step_size(&o, 2.0, 1.25, &info), 1.599987200102399, 1e-12);
+    ck_assert_int_eq(info.clipped, 0);
+    /* zero gradient: delta keeps the step finite, 1e-3 / 1e-5 = 100 */
+    ck_assert_double_eq_tol(alig_step_size(&o, 1e-3, 0.0, &info), 100.0, 1e-9);
+}
+END_TEST
+
+START_TEST(plain_step_clipped)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = opts_(0.1, 0.0, 0, INFINITY);
+    ck_assert_int_eq(alig_optim_init(&opt, &o, 2), 0);
+    ck_assert_ptr_null(opt.v);
+    float w[2] = {1.0f, -2.0f}, g[2] = {0.5f, 1.0f};
+    alig_step_info_t info;
+    alig_optim_step(&opt, w, g, 2.0, &info);
+    /* gamma = 0.1: w = (1 - 0.05, -2 - 0.1) */
+    ck_assert_double_eq_tol(w[0], 0.95, TOL);
+    ck_assert_double_eq_tol(w[1], -2.1, TOL);
+    ck_assert_double_eq_tol(info.grad_norm2, 1.25, 1e-12);
+    ck_assert_int_eq(info.clipped, 1);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(plain_step_unclipped)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = opts_(0.1, 0.0, 0, INFINITY);
+    alig_optim_init(&opt, &o, 2);
+    float w[2] = {1.0f, -2.0f}, g[2] = {2.0f, 0.0f};
+    alig_optim_step(&opt, w, g, 0.1, NULL);
+    /* gamma = 0.1 / 4.00001 = 0.024999937500156: w0 = 1 - 2 gamma */
+    ck_assert_double_eq_tol(w[0], 0.950000124999688, TOL);
+    ck_assert_double_eq_tol(w[1], -2.0, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(standard_nesterov_two_steps)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = opts_(0.1, 0.9, 0, INFINITY);
+    alig_optim_init(&opt, &o, 2);
+    float w[2] = {1.0f, -2.0f};
+    float g1[2] = {0.5f, 1.0f}, g2[2] = {-1.0f, 0.5f};
+    alig_optim_step(&opt, w, g1, 2.0, NULL);
+    /* gamma 0.1; w' = (0.95, -2.1); v = -0.1 g1 = (-0.05, -0.1); w = w' + 0.9 v */
+    ck_assert_double_eq_tol(opt.v[0], -0.05, TOL);
+    ck_assert_double_eq_tol(opt.v[1], -0.1, TOL);
+    ck_assert_double_eq_tol(w[0], 0.905, TOL);
+    ck_assert_double_eq_tol(w[1], -2.19, TOL);
+    alig_optim_step(&opt, w, g2, 0.5, NULL);
+    /* 0.5/1.25001 > 0.1: gamma 0.1; w' = (1.005, -2.24);
+     * v = 0.9 (-0.05, -0.1) - 0.1 (-1, 0.5) = (0.055, -0.14); w = w' + 0.9 v */
+    ck_assert_double_eq_tol(opt.v[0], 0.055, TOL);
+    ck_assert_double_eq_tol(opt.v[1], -0.14, TOL);
+    ck_assert_double_eq_tol(w[0], 1.0545, TOL);
+    ck_assert_double_eq_tol(w[1], -2.366, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(adjusted_nesterov_two_steps_no_max_lr)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = opts_(0.1, 0.9, 1, INFINITY);
+    alig_optim_init(&opt, &o, 2);
+    float w[2] = {1.0f, -2.0f};
+    float g1[2] = {0.5f, 1.0f}, g2[2] = {-1.0f, 0.5f};
+    alig_optim_step(&opt, w, g1, 2.0, NULL);
+    /* gamma 0.1; w' = (0.95, -2.1); v = -g1 = (-0.5, -1); w = w' + 0.1*0.9 v */
+    ck_assert_double_eq_tol(opt.v[0], -0.5, TOL);
+    ck_assert_double_eq_tol(opt.v[1], -1.0, TOL);
+    ck_assert_double_eq_tol(w[0], 0.905, TOL);
+    ck_assert_double_eq_tol(w[1], -2.19, TOL);
+    /* now without max_lr: gamma = 0.5/1.25001 = 0.3999968000255998
+     * w' = (0.905 + gamma, -2.19 - 0.5 gamma); v = 0.9 (-0.5, -1) - g2 = (0.55, -1.4)
+     * w = w' + 0.9 gamma v = (1.5029952160382718, -2.893994368045056) */
+    opt.opts.max_lr = NAN;
+    alig_step_info_t info;
+    alig_optim_step(&opt, w, g2, 0.5, &info);
+    ck_assert_int_eq(info.clipped, 0);
+    ck_assert_double_eq_tol(info.step, 0.3999968000255998, 1e-12);
+    ck_assert_double_eq_tol(opt.v[0], 0.55, TOL);
+    ck_assert_double_eq_tol(opt.v[1], -1.4, TOL);
+    ck_assert_double_eq_tol(w[0], 1.5029952160382718, TOL);
+    ck_assert_double_eq_tol(w[1], -2.893994368045056, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(projection_active_and_inactive)
+{
+    float w[2] = {3.0f, 4.0f};
+    ck_assert_double_eq_tol(alig_project(w, 2, 10.0), 5.0, 1e-12);
+    ck_assert_float_eq(w[0], 3.0f); /* inside the ball: untouched */
+    ck_assert_float_eq(w[1], 4.0f);
+    ck_assert_double_eq_tol(alig_project(w, 2, 2.5), 5.0, 1e-12);
+    ck_assert_double_eq_tol(w[0], 1.5, TOL);
+    ck_assert_double_eq_tol(w[1], 2.0, TOL);
+
+    /* inside a step: w = (3, 4), g = (1, 0), loss 1, no max_lr:
+     * gamma = 1/1.00001 = 0.9999900000999989, w' = (2.00000999990, 4),
+     * |w'| = 4.472140..., projected onto radius 1:
+     * (0.4472153843337683, 0.8944262965807747) */
+    alig_optim_t opt;
+    alig_optim_opts_t o = opts_(NAN, 0.0, 0, 1.0);
+    alig_optim_init(&opt, &o, 2);
+    float w2[2] = {3.0f, 4.0f}, g[2] = {1.0f, 0.0f};
+    alig_optim_step(&opt, w2, g, 1.0, NULL);
+    ck_assert_double_eq_tol(w2[0], 0.4472153843337683, TOL);
+    ck_assert_double_eq_tol(w2[1], 0.8944262965807747, TOL);
+    alig_optim_free(&opt);
+
+    /* same step, radius 10: projection inactive, w = (2.0000099999, 4) */
+    o.max_norm = 10.0;
+    alig_optim_init(&opt, &o, 2);
+    float w3[2] = {3.0f, 4.0f};
+    alig_optim_step(&opt, w3, g, 1.0, NULL);
+    ck_assert_double_eq_tol(w3[0], 2.0000099999000011, TOL);
+    ck_assert_double_eq_tol(w3[1], 4.0, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(norm2_sums_squares)
+{
+    float x[7] = {1, 2, 3, 4, 5, 6, 7}; /* 1+4+9+16+25+36+49 = 140 */
+    ck_assert_double_eq(alig_norm2(x, 7), 140.0);
+    ck_assert_double_eq(alig_norm2(x, 0), 0.0);
+}
+END_TEST
+
+Suite *optim_suite(void)
+{
+    Suite *s = suite_create("optim");
+    TCase *tc = tcase_create("alig");
+    tcase_add_test(tc, step_size_clipped_and_unclipped);
+    tcase_add_test(tc, plain_step_clipped);
+    tcase_add_test(tc, plain_step_unclipped);
+    tcase_add_test(tc, standard_nesterov_two_steps);
+    tcase_add_test(tc, adjusted_nesterov_two_steps_no_max_lr);
+    tcase_add_test(tc, projection_active_and_inactive);
+    tcase_add_test(tc, norm2_sums_squares);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,47 @@
+/*
+ * check_suites.h -- one Suite constructor per module; check_main.c runs them all.
+ * Add a suite: write tests/check_<module>.c defining <module>_suite(), declare it
+ * here and list it in check_main.c.
+ */
+#ifndef ALIG_CHECK_SUITES_H
+#define ALIG_CHECK_SUITES_H
+
+#include <check.h>
+
+Suite *config_suite(void);
+Suite *data_suite(void);
+Suite *rng_suite(void);
+Suite *model_suite(void);
+Suite *optim_suite(void);
+Suite *train_suite(void);
+
+Suite *mpi_suite(void);
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Directory for scratch files of this test run (ALIG_TEST_TMP or /tmp). */
+const char *test_tmpdir(void);
+
+/* Write an unsigned-byte IDX file (gzip-compressed when gz). 0 on success. */
+int test_write_idx(const char *path, int ndim, const uint32_t *dims, const uint8_t *data, int gz);
+
+/* Write raw bytes to a file. 0 on success. */
+int test_write_bytes(const char *path, const void *data, size_t n);
+
+/*
+ * Write DIR/PREFIX-images.idx (n, h, w) and DIR/PREFIX-labels.idx (n):
+ * label i % classes, pixels noise plus a bright band whose position encodes
+ * the label (learnable by a small MLP). 0 on success.
+ */
+int test_make_dataset(const char *dir, const char *prefix, int n, int h, int w, int classes,
+                      unsigned seed);
+
+/*
+ * Run `cmd` with /bin/sh in its own process group, killing the group after
+ * timeout_s. Captures stdout+stderr into out. Returns the exit status,
+ * 128+signal, or -2 on time-out; *elapsed gets the wall time.
+ */
+int test_run(const char *cmd, double timeout_s, char *out, size_t out_size, double *elapsed);
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * check_train.c -- the training step on one rank (no MPI): exact weighting
+ * of a partial batch, drop_last, learning on a small synthetic set, and
+ * data errors found at start.
+ */
+#include "check_suites.h"
+
+#include "alig/comm.h"
+#include "alig/config.h"
+#include "alig/error.h"
+#include "alig/rng.h"
+#include "alig/train.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir_[512];
+
+/* Config over a synthetic set DIR/t-{images,labels}.idx of n samples. */
+static void small_config_(alig_config_t *cfg, int n, int batch, int classes)
+{
+    snprintf(dir_, sizeof dir_, "%s", test_tmpdir());
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "alig-train-%d", (int)getpid());
+    ck_assert_int_eq(test_make_dataset(dir_, prefix, n, 4, 4, classes, 1), 0);
+    alig_config_defaults(cfg);
+    snprintf(cfg->train_images, sizeof cfg->train_images, "%s/%s-images.idx", dir_, prefix);
+    snprintf(cfg->train_labels, sizeof cfg->train_labels, "%s/%s-labels.idx", dir_, prefix);
+    snprintf(cfg->test_images, sizeof cfg->test_images, "%s", cfg->train_images);
+    snprintf(cfg->test_labels, sizeof cfg->test_labels, "%s", cfg->train_labels);
+    cfg->batch_size = batch;
+    cfg->eval_batch_size = 7;
+    snprintf(cfg->layers, sizeof cfg->layers, "dense 8, relu, dense %d", classes);
+    cfg->momentum = 0.0;
+    cfg->max_lr = NAN;
+    cfg->max_norm = INFINITY;
+    cfg->threads = 1;
+}
+
+static void remove_files_(const alig_config_t *cfg)
+{
+    remove(cfg->train_images);
+    remove(cfg->train_labels);
+}
+
+START_TEST(partial_last_batch_is_the_mean_over_its_samples)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 10, 4, 3); /* batches of 4, 4, 2 */
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(t.batches_per_epoch, 3);
+    ck_assert_int_eq(alig_trainer_step(&t, NULL), ALIG_OK);
+    ck_assert_int_eq(alig_trainer_step(&t, NULL), ALIG_OK);
+
+    /* expected third step, computed independently: loss and gradient averaged
+     * over the 2 samples perm[8], perm[9] of epoch 0 */
+    int64_t perm[10];
+    alig_epoch_permutation(cfg.seed, 0, 10, perm);
+    alig_model_t ref;
+    ck_assert_int_eq(alig_model_build(&ref, cfg.layers, 1, 4, 4, 3, 2), ALIG_OK);
+    memcpy(ref.params, t.model.params, sizeof(float) * (size_t)ref.n_params);
+    int32_t y[2];
+    alig_dataset_gather(&t.train, perm + 8, 2, alig_model_input(&ref), y);
+    double loss = alig_model_forward(&ref, 2, y, NULL) / 2.0;
+    alig_model_backward(&ref, 2, y);
+    double g2 = 0;
+    for (int64_t i = 0; i < ref.n_params; i++) {
+        ref.grads[i] /= 2.0f;
+        g2 += (double)ref.grads[i] * ref.grads[i];
+    }
+    double gamma = loss / (g2 + 1e-5);
+
+    alig_step_info_t info;
+    ck_assert_int_eq(alig_trainer_step(&t, &info), ALIG_OK);
+    ck_assert_double_eq_tol(info.loss, loss, 1e-6 * loss);
+    ck_assert_double_eq_tol(info.grad_norm2, g2, 1e-5 * g2);
+    ck_assert_double_eq_tol(info.step, gamma, 1e-5 * gamma);
+    for (int64_t i = 0; i < ref.n_params; i++) {
+        float want = ref.params[i] - (float)gamma * ref.grads[i];
+        ck_assert_msg(fabsf(t.model.params[i] - want) <= 1e-5f * (1.0f + fabsf(want)),
+                      "param %lld: %g vs %g", (long long)i, t.model.params[i], want);
+    }
+    /* the epoch wrapped after its third (partial) batch */
+    ck_assert_int_eq(t.epoch, 1);
+    ck_assert_int_eq(t.batch, 0);
+    ck_assert_int_eq(t.step, 3);
+    alig_model_free(&ref);
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
+START_TEST(drop_last_skips_the_partial_batch)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 10, 4, 3);
+    cfg.drop_last = 1;
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(t.batches_per_epoch, 2);
+    alig_trainer_step(&t, NULL);
+    alig_trainer_step(&t, NULL);
+    ck_assert_int_eq(t.epoch, 1);
+    ck_assert_int_eq(t.stats.samples, 8);
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
+START_TEST(learns_a_separable_set)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 300, 30, 4);
+    cfg.max_lr = 0.5;
+    cfg.momentum = 0.9;
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    double loss0, acc0, loss1, acc1;
+    alig_trainer_evaluate(&t, &t.test, &loss0, &acc0);
+    for (int i = 0; i < 60; i++)
+        ck_assert_int_eq(alig_trainer_step(&t, NULL), ALIG_OK);
+    alig_trainer_evaluate(&t, &t.test, &loss1, &acc1);
+    ck_assert_double_lt(loss1, 0.25 * loss0);
+    ck_assert_double_gt(acc1, 0.95);
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
+START_TEST(projection_holds_from_the_start)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 40, 8, 3);
+    cfg.max_norm = 0.5;
+    cfg.max_lr = 1.0;
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_double_le(sqrt(alig_norm2(t.model.params, t.model.n_params)), 0.5 + 1e-6);
+    for (int i = 0; i < 5; i++) {
+        alig_trainer_step(&t, NULL);
+        ck_assert_double_le(sqrt(alig_norm2(t.model.params, t.model.n_params)), 0.5 + 1e-6);
+    }
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
+START_TEST(labels_beyond_the_model_outputs_are_refused)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 20, 4, 5); /* labels 0..4 */
+    snprintf(cfg.layers, sizeof cfg.layers, "dense 8, relu, dense 3");
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_DATA);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "label 4 is out of range"));
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), cfg.train_labels));
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
+Suite *train_suite(void)
+{
+    Suite *s = suite_create("train");
+    TCase *tc = tcase_create("train");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, partial_last_batch_is_the_mean_over_its_samples);
+    tcase_add_test(tc, drop_last_skips_the_partial_batch);
+    tcase_add_test(tc, learns_a_separable_set);
+    tcase_add_test(tc, projection_holds_from_the_start);
+    tcase_add_test(tc, labels_beyond_the_model_outputs_are_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
