@@ -2,14 +2,15 @@
 #
 #   make              build bin/alig-train (installs missing Debian packages first)
 #   make run          train the main job: launch/fashion-mnist-mlp.ini on 2 ranks
-#   make check        build and run the whole test suite
+#   make check        build and run the whole test suite (SUITE=name: one suite)
 #   make sanitize     the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make install      copy alig-train to $(PREFIX)/bin
 #   make clean
 #
 # Knobs: SAN=1 (sanitizer build in build-san/), NP=2 (ranks for `make run`),
 #        CONFIG=launch/fashion-mnist-mlp.ini, PREFIX=/usr/local, NO_DEPS=1
-#        (skip the package check).
+#        (skip the package check), BUILD=dir and BIN=dir (where objects and
+#        binaries go; bin/alig-train by default).
 
 CC      := mpicc
 PREFIX  ?= /usr/local
@@ -18,13 +19,14 @@ CONFIG  ?= launch/fashion-mnist-mlp.ini
 VERSION := 0.1.0
 
 ifeq ($(SAN),1)
-BUILD   := build-san
+BUILD   ?= build-san
+BIN     ?= $(BUILD)/bin
 OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
 else
-BUILD   := build
+BUILD   ?= build
+BIN     ?= bin
 OPT     := -O2 -g
 endif
-BIN     := $(if $(filter 1,$(SAN)),$(BUILD)/bin,bin)
 
 # pkg-config is evaluated lazily (recursive '='), after `deps` has run.
 PKGS     = hdf5 inih openblas zlib
@@ -89,11 +91,10 @@ run: deps
 # The test suite. tests/run-tests.sh finds the binaries through these variables.
 check: deps
 	@$(MAKE) --no-print-directory tests
-	ALIG_BUILD=$(BUILD) ALIG_BIN=$(BIN) tests/run-tests.sh
+	ALIG_BUILD=$(BUILD) ALIG_BIN=$(BIN) ALIG_SANITIZE=$(SAN) tests/run-tests.sh $(SUITE)
 
 sanitize: deps
-	@$(MAKE) --no-print-directory SAN=1 tests
-	ALIG_BUILD=build-san ALIG_BIN=build-san/bin ALIG_SANITIZE=1 tests/run-tests.sh
+	@$(MAKE) --no-print-directory SAN=1 check
 
 install: build
 	install -D -m 0755 bin/alig-train $(DESTDIR)$(PREFIX)/bin/alig-train

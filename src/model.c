@@ -336,5 +336,7 @@ void alig_model_free(alig_model_t *m)
     free(m->acts);
     free(m->dacts);
     free(m->arena);
+    free(m->state_tensors);
+    free(m->state);
     memset(m, 0, sizeof *m);
 }

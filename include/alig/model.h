@@ -53,6 +53,11 @@ typedef struct {
     int64_t n_params;
     float *params;            /* (n_params) */
     float *grads;             /* (n_params + ALIG_REDUCE_TAIL) */
+    int n_state_tensors;      /* non-trained state, e.g. batch-norm running statistics: */
+    alig_tensor_t *state_tensors; /* views into `state`, named like parameter tensors */
+    int64_t n_state;
+    float *state;             /* (n_state) saved in checkpoints; not reduced, not projected */
+    int training;             /* 1 in training mode (batch statistics, dropout), 0 to evaluate */
     int64_t max_batch;        /* most samples one forward/backward call may take */
     float **acts;             /* acts[i]: (max_batch, dim) input of layer i; acts[n_layers] = logits */
     float **dacts;            /* gradient w.r.t. acts[i], same shapes (dacts[0] unused) */
