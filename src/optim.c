@@ -74,33 +74,41 @@ double alig_project(float *w, int64_t n, double max_norm)
     return norm;
 }
 
+void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)
+{
+    /* g_scale folds the division by the sample count into this pass */
+    float gamma = (float)gamma_d;
+    float mu = (float)o->opts.momentum;
+    int64_t n = o->n;
+    float *v = o->v;
+    if (!v) {
+        float gs = gamma * g_scale;
+        for (int64_t i = 0; i < n; i++)
+            w[i] -= gs * g[i];
+    } else if (!o->opts.adjusted) {
+        float gs = gamma * g_scale;
+        for (int64_t i = 0; i < n; i++) {
+            float gi = gs * g[i];
+            v[i] = mu * v[i] - gi;
+            w[i] = (w[i] - gi) + mu * v[i];
+        }
+    } else {
+        float gm = gamma * mu, gs = gamma * g_scale;
+        for (int64_t i = 0; i < n; i++) {
+            v[i] = mu * v[i] - g_scale * g[i];
+            w[i] = (w[i] - gs * g[i]) + gm * v[i];
+        }
+    }
+    if (isfinite(o->opts.max_norm))
+        alig_project(w, n, o->opts.max_norm);
+}
+
 void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
                      alig_step_info_t *info)
 {
     alig_step_info_t local;
     if (!info)
         info = &local;
-    double gn2 = alig_norm2(g, o->n);
-    float gamma = (float)alig_step_size(&o->opts, loss, gn2, info);
-    float mu = (float)o->opts.momentum;
-    int64_t n = o->n;
-    float *v = o->v;
-    if (!v) {
-        for (int64_t i = 0; i < n; i++)
-            w[i] -= gamma * g[i];
-    } else if (!o->opts.adjusted) {
-        for (int64_t i = 0; i < n; i++) {
-            float gi = gamma * g[i];
-            v[i] = mu * v[i] - gi;
-            w[i] = (w[i] - gi) + mu * v[i];
-        }
-    } else {
-        float gm = gamma * mu;
-        for (int64_t i = 0; i < n; i++) {
-            v[i] = mu * v[i] - g[i];
-            w[i] = (w[i] - gamma * g[i]) + gm * v[i];
-        }
-    }
-    if (isfinite(o->opts.max_norm))
-        alig_project(w, n, o->opts.max_norm);
+    double gamma = alig_step_size(&o->opts, loss, alig_norm2(g, o->n), info);
+    alig_optim_apply(o, w, g, 1.0f, gamma);
 }

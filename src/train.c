@@ -135,10 +135,10 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
 
     float count = tail[ALIG_TAIL_COUNT];
     t->stop_requested = tail[ALIG_TAIL_STOP] > 0.0f;
-    for (int64_t i = 0; i < m->n_params; i++)
-        m->grads[i] /= count;
+    /* mean gradient = sums / count; the division is folded into the norm and the update */
+    float inv_count = 1.0f / count;
     double loss = (double)tail[ALIG_TAIL_LOSS] / (double)count;
-    double gn2 = alig_norm2(m->grads, m->n_params);
+    double gn2 = alig_norm2(m->grads, m->n_params) * (double)inv_count * (double)inv_count;
     if (!isfinite(loss) || !isfinite(gn2))
         return alig_fail(ALIG_E_NUMERIC,
                          "step %lld (epoch %lld, batch %lld): the loss (%g) or the gradient norm "
@@ -147,7 +147,8 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
                          loss, sqrt(gn2), (long long)t->step);
 
     alig_step_info_t si;
-    alig_optim_step(&t->optim, m->params, m->grads, loss, &si);
+    double gamma = alig_step_size(&t->optim.opts, loss, gn2, &si);
+    alig_optim_apply(&t->optim, m->params, m->grads, inv_count, gamma);
     if (info)
         *info = si;
     t->last = si;

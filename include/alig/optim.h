@@ -57,6 +57,13 @@ void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
                      alig_step_info_t *info);
 
 /*
+ * The update alone, for a known step size gamma, with the mean gradient
+ * given as g_scale * g (the trainer passes the gradient SUMS and
+ * 1/count, saving a pass over the buffer); then the projection.
+ */
+void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma);
+
+/*
  * Project w onto the ball of radius max_norm: scale by max_norm/||w||
  * when ||w|| > max_norm. Returns ||w|| before projecting.
  */
