@@ -4,6 +4,8 @@
 #   make run          train the main job: launch/fashion-mnist-mlp.ini on 2 ranks
 #   make check        build and run the whole test suite (SUITE=name: one suite)
 #   make sanitize     the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make fuzz         libFuzzer targets for the config parser and data readers,
+#                     FUZZ_SECONDS (default 60) each
 #   make install      copy alig-train to $(PREFIX)/bin
 #   make clean
 #
@@ -51,7 +53,7 @@ TEST_BIN := $(BUILD)/tests/check_alig
 MPI_TEST_SRC := $(wildcard tests/mpi_*.c)
 MPI_TEST_BIN := $(MPI_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all build deps run check sanitize install clean tests
+.PHONY: all build deps run check sanitize install clean tests fuzz fuzz-build
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -96,8 +98,26 @@ check: deps
 sanitize: deps
 	@$(MAKE) --no-print-directory SAN=1 check
 
+# Fuzzing: clang's libFuzzer with ASan+UBSan over the parsers (no MPI needed).
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_LIB_SRC := src/config.c src/data.c src/error.c src/rng.c
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+
+fuzz:
+	@[ "$(NO_DEPS)" = 1 ] || launch/install-deps.sh --fuzz
+	@$(MAKE) --no-print-directory fuzz-build
+	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
+
+fuzz-build: $(FUZZ_BIN)
+
+build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard include/alig/*.h src/*.h)
+	@mkdir -p build-fuzz
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+	    $(PKG_CFLAGS) $< $(FUZZ_LIB_SRC) $(PKG_LIBS) -lm -o $@
+
 install: build
 	install -D -m 0755 bin/alig-train $(DESTDIR)$(PREFIX)/bin/alig-train
 
 clean:
-	rm -rf build build-san bin
+	rm -rf build build-san build-fuzz bin

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Install the Debian packages alig-train needs to build, run and test.
 # Idempotent and fast: when every package is present it only runs dpkg-query.
-# Usage: launch/install-deps.sh [--test]   (--test adds what `make check` needs)
+# Usage: launch/install-deps.sh [--test|--fuzz]
+#   --test adds what `make check` needs, --fuzz what `make fuzz` needs
 set -euo pipefail
 
 pkgs=(make gcc pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev hdf5-tools
       libinih-dev zlib1g-dev dataset-fashion-mnist)
-if [ "${1:-}" = "--test" ]; then
-    pkgs+=(check libsubunit-dev)
-fi
+case "${1:-}" in
+    --test) pkgs+=(check libsubunit-dev) ;;
+    --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -333,6 +333,12 @@ static int set_value(alig_config_t *cfg, const struct key *k, const char *value,
         const char *v = value;
         if (k->opt_path && strcmp(v, "none") == 0)
             v = "";
+        /* found by fuzzing: a leading ';' or '#' would turn into a comment when the
+         * config is written back (checkpoints store it), so refuse it here */
+        if (*v == ';' || *v == '#')
+            return alig_fail(ALIG_E_CONFIG,
+                             "%s: [%s] %s = %s: a value must not start with '%c'", where,
+                             k->section, k->name, value, *v);
         if ((ok = strlen(v) < k->size))
             memcpy(field, v, strlen(v) + 1);
         break;

@@ -103,15 +103,30 @@ int alig_idx_read(const char *path, alig_idx_t *out)
         count *= out->dims[i];
     }
     out->count = count;
-    out->data = alig_malloc((size_t)count, path);
-    if (!out->data) {
-        rc = ALIG_E_MEMORY;
-        goto done;
-    }
-    got = gzread_full_(f, out->data, count);
-    if (got < 0) {
-        rc = alig_fail(ALIG_E_DATA, "%s: %s", path, gz_reason_(f));
-        goto done;
+    /* Grow the buffer as data arrives instead of trusting the header: a
+     * corrupt header promising terabytes then fails as "truncated" after
+     * reading what the file really holds, not as an allocation failure. */
+    got = 0;
+    int64_t cap = 0;
+    while (got < count) {
+        if (got == cap) {
+            int64_t grow = cap ? cap : ((int64_t)1 << 24);
+            cap = count - cap < grow ? count : cap + grow;
+            uint8_t *p = realloc(out->data, (size_t)cap);
+            if (!p) {
+                rc = alig_fail(ALIG_E_MEMORY, "%s: cannot allocate %lld bytes", path, (long long)cap);
+                goto done;
+            }
+            out->data = p;
+        }
+        int64_t r = gzread_full_(f, out->data + got, cap - got);
+        if (r < 0) {
+            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, gz_reason_(f));
+            goto done;
+        }
+        got += r;
+        if (got < cap)
+            break; /* end of file */
     }
     if (got < count) {
         rc = alig_fail(ALIG_E_DATA, "%s: truncated: header promises %lld data bytes, file has %lld",

@@ -357,6 +357,16 @@ START_TEST(test_bad_value)
 }
 END_TEST
 
+/* Found by `make fuzz` (fuzz_config): a string value starting with ';' parsed,
+ * but written back it read as an empty value, so the round trip changed it. */
+START_TEST(test_value_starting_with_comment_char)
+{
+    EXPECT_PARSE_ERROR("[data]\ntest_labels =;.x=opt\n", "x.ini:2", "test_labels",
+                       "must not start with ';'");
+    EXPECT_PARSE_ERROR("[run]\nout_dir = #runs\n", "x.ini:2", "out_dir", "must not start with '#'");
+}
+END_TEST
+
 START_TEST(test_exact_message)
 {
     ck_assert_int_eq(alig_config_parse(&cfg, "[optimizer]\n\n; c\nmomentum = 1.5\n", "launch/x.ini"),
@@ -769,6 +779,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_full_config);
     tcase_add_test(tc, test_partial_keeps_defaults);
     tcase_add_test(tc, test_crlf_bom_indent);
+    tcase_add_test(tc, test_value_starting_with_comment_char);
     tcase_add_test(tc, test_unknown_section);
     tcase_add_test(tc, test_unknown_key);
     tcase_add_test(tc, test_key_outside_section);

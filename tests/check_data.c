@@ -98,6 +98,12 @@ START_TEST(idx_rejects_malformed)
     test_write_bytes(p, huge, sizeof huge);
     expect_bad_(p, "multiply past");
 
+    /* found by `make fuzz` (fuzz_idx): a header promising ~24 GB with a few
+     * bytes of payload must fail as truncated, not allocate 24 GB first */
+    uint8_t promises_lots[] = {0, 0, 0x08, 0x03, 0, 0, 0, 2, 0, 0, 0, 3, 0xf7, 0, 0, 3, 1, 2, 3};
+    test_write_bytes(p, promises_lots, sizeof promises_lots);
+    expect_bad_(p, "truncated: header promises 24863834130 data bytes, file has 3");
+
     uint8_t tiny[] = {0, 0};
     test_write_bytes(p, tiny, sizeof tiny);
     expect_bad_(p, "shorter than the 4-byte magic");
