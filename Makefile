@@ -4,6 +4,7 @@
 #   make run          train the main job: launch/fashion-mnist-mlp.ini on 2 ranks
 #   make check        build and run the whole test suite (SUITE=name: one suite)
 #   make sanitize     the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make reference    regenerate the PyTorch reference fixtures (tests/reference/README.md)
 #   make fuzz         libFuzzer targets for the config parser and data readers,
 #                     FUZZ_SECONDS (default 60) each
 #   make install      copy alig-train to $(PREFIX)/bin
@@ -53,7 +54,7 @@ TEST_BIN := $(BUILD)/tests/check_alig
 MPI_TEST_SRC := $(wildcard tests/mpi_*.c)
 MPI_TEST_BIN := $(MPI_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all build deps run check sanitize install clean tests fuzz fuzz-build
+.PHONY: all build deps run check sanitize install clean tests fuzz fuzz-build reference
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -97,6 +98,13 @@ check: deps
 
 sanitize: deps
 	@$(MAKE) --no-print-directory SAN=1 check
+
+# The reference suite's fixtures, from PyTorch (Debian's python3-torch and python3-h5py,
+# hence /usr/bin/python3). CI does not run this: it reads the committed files.
+reference:
+	@/usr/bin/python3 -c 'import torch, h5py' 2>/dev/null || { echo "make reference needs" \
+	    "python3-torch and python3-h5py: apt-get install python3-torch python3-h5py"; exit 1; }
+	/usr/bin/python3 tests/reference/gen_reference.py
 
 # Fuzzing: clang's libFuzzer with ASan+UBSan over the parsers (no MPI needed).
 FUZZ_SECONDS ?= 60

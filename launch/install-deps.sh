@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages alig-train needs to build, run and test.
 # Idempotent and fast: when every package is present it only runs dpkg-query.
-# Usage: launch/install-deps.sh [--test|--fuzz]
-#   --test adds what `make check` needs, --fuzz what `make fuzz` needs
+# Usage: launch/install-deps.sh [--test|--fuzz|--plot]
+#   --test adds what `make check` needs, --fuzz what `make fuzz` needs,
+#   --plot what launch/plot.sh needs
 set -euo pipefail
 
 pkgs=(make gcc pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev hdf5-tools
@@ -10,6 +11,7 @@ pkgs=(make gcc pkg-config openmpi-bin libopenmpi-dev libopenblas-dev libhdf5-dev
 case "${1:-}" in
     --test) pkgs+=(check libsubunit-dev) ;;
     --fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    --plot) pkgs+=(gnuplot-nox) ;;
 esac
 
 missing=()

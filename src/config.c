@@ -28,6 +28,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -77,13 +78,18 @@ struct key {
     .section = (sec), .name = (nm), .kind = (kd), .off = offsetof(alig_config_t, f),         \
     .size = sizeof(((alig_config_t *)0)->f)
 
-static const char *const formats[] = {"idx", NULL};
-static const char *const normalizations[] = {"none", "standard", NULL};
+static const char *const formats[] = {"idx", "cifar10", "cifar100", "hdf5", NULL};
+static const char *const normalizations[] = {"none", "standard", "given", NULL};
+static const char *const hdf5_layouts[] = {"nchw", "nhwc", NULL};
+#define DEFAULT_LAYERS "dense 1024, relu, dense 1024, relu, dense 10"
 static const char *const inits[] = {"auto", "he", "glorot", NULL};
-static const char *const optimizers[] = {"alig", NULL};
+static const char *const optimizers[] = {"alig", "sgd", "adam", "adamw", NULL};
+static const char *const schedules[] = {"none", "step", "cosine", NULL};
 static const char *const momentum_types[] = {"standard", "adjusted", NULL};
+static const char *const nonfinite_policies[] = {"stop", "skip", NULL};
 
-static const char *const sections[] = {"run", "data", "model", "optimizer", "eval", NULL};
+static const char *const sections[] = {"run", "data", "model", "optimizer", "eval", "checkpoint",
+                                       NULL};
 
 static const struct key keys[] = {
     {KEY("run", "seed", K_U64, seed)},
@@ -93,6 +99,9 @@ static const struct key keys[] = {
     {KEY("run", "threads", K_INT, threads), .min = 0},
     {KEY("run", "log_every", K_INT, log_every), .min = 0},
     {KEY("run", "check_every", K_INT, check_every), .min = 0},
+    {KEY("run", "nonfinite", K_ENUM_INT, skip_nonfinite), .choices = nonfinite_policies},
+    {KEY("run", "profile", K_BOOL, profile)},
+    {KEY("run", "metrics_every", K_INT, metrics_every), .min = 0},
 
     {KEY("data", "format", K_ENUM_STR, format), .choices = formats},
     {KEY("data", "train_images", K_STR, train_images)},
@@ -104,9 +113,19 @@ static const struct key keys[] = {
     {KEY("data", "train_limit", K_I64, train_limit), .min = 0},
     {KEY("data", "test_limit", K_I64, test_limit), .min = 0},
     {KEY("data", "normalize", K_ENUM_STR, normalize), .choices = normalizations},
+    {KEY("data", "mean", K_STR, mean), .opt_path = true},
+    {KEY("data", "std", K_STR, std), .opt_path = true},
+    {KEY("data", "hdf5_images", K_STR, hdf5_images)},
+    {KEY("data", "hdf5_labels", K_STR, hdf5_labels)},
+    {KEY("data", "hdf5_test_images", K_STR, hdf5_test_images), .opt_path = true},
+    {KEY("data", "hdf5_test_labels", K_STR, hdf5_test_labels), .opt_path = true},
+    {KEY("data", "hdf5_layout", K_ENUM_STR, hdf5_layout), .choices = hdf5_layouts},
+    {KEY("data", "augment_crop", K_INT, augment_crop), .min = 0},
+    {KEY("data", "augment_flip", K_BOOL, augment_flip)},
 
     {KEY("model", "layers", K_STR, layers)},
     {KEY("model", "init", K_ENUM_STR, init), .choices = inits},
+    {KEY("model", "preset", K_STR, preset), .opt_path = true},
 
     {KEY("optimizer", "name", K_ENUM_STR, optimizer), .choices = optimizers},
     {KEY("optimizer", "max_lr", K_NUM, max_lr), .lo = 0, .hi = INFINITY, .lo_open = true,
@@ -115,11 +134,29 @@ static const struct key keys[] = {
     {KEY("optimizer", "momentum", K_NUM, momentum), .lo = 0, .hi = 1, .hi_open = true},
     {KEY("optimizer", "momentum_type", K_ENUM_INT, adjusted_momentum),
      .choices = momentum_types},
+    {KEY("optimizer", "lr", K_NUM, lr), .lo = 0, .hi = INFINITY, .lo_open = true},
+    {KEY("optimizer", "weight_decay", K_NUM, weight_decay), .lo = 0, .hi = INFINITY},
+    {KEY("optimizer", "nesterov", K_BOOL, nesterov)},
+    {KEY("optimizer", "beta1", K_NUM, beta1), .lo = 0, .hi = 1, .hi_open = true},
+    {KEY("optimizer", "beta2", K_NUM, beta2), .lo = 0, .hi = 1, .hi_open = true},
+    {KEY("optimizer", "eps", K_NUM, eps), .lo = 0, .hi = INFINITY, .lo_open = true},
+    {KEY("optimizer", "schedule", K_ENUM_STR, schedule), .choices = schedules},
+    {KEY("optimizer", "milestones", K_STR, milestones), .opt_path = true},
+    {KEY("optimizer", "decay", K_NUM, decay), .lo = 0, .hi = 1, .lo_open = true},
     {KEY("optimizer", "max_norm", K_NUM, max_norm), .lo = 0, .hi = INFINITY, .lo_open = true,
      .none_ok = true, .none_value = INFINITY},
 
     {KEY("eval", "every", K_INT, eval_every), .min = 0},
     {KEY("eval", "batch_size", K_INT, eval_batch_size), .min = 1},
+
+    {KEY("checkpoint", "dir", K_STR, ckpt_dir)},
+    {KEY("checkpoint", "every_steps", K_INT, ckpt_every_steps), .min = 0},
+    {KEY("checkpoint", "every_epochs", K_INT, ckpt_every_epochs), .min = 0},
+    {KEY("checkpoint", "keep", K_INT, ckpt_keep), .min = 0},
+    {KEY("checkpoint", "at_end", K_BOOL, ckpt_at_end)},
+    {KEY("checkpoint", "resume", K_STR, ckpt_resume)},
+    {KEY("checkpoint", "init", K_STR, ckpt_init), .opt_path = true},
+    {KEY("checkpoint", "signals", K_STR, ckpt_signals)},
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -378,12 +415,12 @@ static int apply(alig_config_t *cfg, const char *section, const char *name, cons
     if (!*section)
         return alig_fail(ALIG_E_CONFIG,
                          "%s: %s = %s: key outside any section; put it under [run], [data], "
-                         "[model], [optimizer] or [eval]",
+                         "[model], [optimizer], [eval] or [checkpoint]",
                          where, name, value);
     if (!known_section(section))
         return alig_fail(ALIG_E_CONFIG,
                          "%s: [%s] %s: unknown section [%s]; expected one of [run], [data], "
-                         "[model], [optimizer], [eval]",
+                         "[model], [optimizer], [eval], [checkpoint]",
                          where, section, name, section);
     int i = find_key(section, name);
     if (i < 0) {
@@ -458,7 +495,7 @@ static char *reader(char *str, int num, void *stream)
             if (!known_section(sec)) {
                 ps->err = alig_fail(ALIG_E_CONFIG,
                                     "%s:%d: [%s]: unknown section; expected one of [run], [data], "
-                                    "[model], [optimizer], [eval]",
+                                    "[model], [optimizer], [eval], [checkpoint]",
                                     ps->name, ps->line, sec);
                 ps->err_line = ps->line;
                 return NULL;
@@ -552,6 +589,8 @@ void alig_config_defaults(alig_config_t *cfg)
     cfg->threads = 0;
     cfg->log_every = 0;
     cfg->check_every = 100;
+    cfg->profile = 0;
+    cfg->metrics_every = 10;
 
     snprintf(cfg->format, sizeof cfg->format, "idx");
     snprintf(cfg->train_images, sizeof cfg->train_images, DATA_DIR "train-images-idx3-ubyte.gz");
@@ -563,9 +602,17 @@ void alig_config_defaults(alig_config_t *cfg)
     cfg->train_limit = 0;
     cfg->test_limit = 0;
     snprintf(cfg->normalize, sizeof cfg->normalize, "standard");
+    cfg->mean[0] = cfg->std[0] = '\0';
+    snprintf(cfg->hdf5_images, sizeof cfg->hdf5_images, "images");
+    snprintf(cfg->hdf5_labels, sizeof cfg->hdf5_labels, "labels");
+    cfg->hdf5_test_images[0] = cfg->hdf5_test_labels[0] = '\0';
+    snprintf(cfg->hdf5_layout, sizeof cfg->hdf5_layout, "nchw");
+    cfg->augment_crop = 0;
+    cfg->augment_flip = 0;
 
-    snprintf(cfg->layers, sizeof cfg->layers, "dense 1024, relu, dense 1024, relu, dense 10");
+    snprintf(cfg->layers, sizeof cfg->layers, DEFAULT_LAYERS);
     snprintf(cfg->init, sizeof cfg->init, "auto");
+    cfg->preset[0] = '\0';
 
     snprintf(cfg->optimizer, sizeof cfg->optimizer, "alig");
     cfg->max_lr = NAN;
@@ -573,9 +620,27 @@ void alig_config_defaults(alig_config_t *cfg)
     cfg->momentum = 0.9;
     cfg->adjusted_momentum = 0;
     cfg->max_norm = INFINITY;
+    cfg->lr = 0.1;
+    cfg->weight_decay = 0.0;
+    cfg->nesterov = 0;
+    cfg->beta1 = 0.9;
+    cfg->beta2 = 0.999;
+    cfg->eps = 1e-8;
+    snprintf(cfg->schedule, sizeof cfg->schedule, "none");
+    cfg->milestones[0] = '\0';
+    cfg->decay = 0.1;
 
     cfg->eval_every = 1;
     cfg->eval_batch_size = 1000;
+
+    snprintf(cfg->ckpt_dir, sizeof cfg->ckpt_dir, ".");
+    cfg->ckpt_every_steps = 0;
+    cfg->ckpt_every_epochs = 1;
+    cfg->ckpt_keep = 3;
+    cfg->ckpt_at_end = 1;
+    snprintf(cfg->ckpt_resume, sizeof cfg->ckpt_resume, "auto");
+    cfg->ckpt_init[0] = '\0';
+    snprintf(cfg->ckpt_signals, sizeof cfg->ckpt_signals, "TERM, USR1");
 
     cfg->path[0] = '\0';
     cfg->text = NULL;
@@ -719,6 +784,83 @@ int alig_config_set(alig_config_t *cfg, const char *assignment)
 
 /* ---------------------------------------------------- validate, write */
 
+int alig_config_milestones(const alig_config_t *cfg, int *out)
+{
+    int n = 0, prev = 0;
+    const char *p = cfg->milestones;
+    while (*p) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v <= prev || v > 1000000 || (*end && *end != ',' && *end != ' ')) {
+            alig_fail(ALIG_E_CONFIG,
+                      "[optimizer] milestones = %s: expected increasing epoch numbers >= 1 "
+                      "separated by commas, e.g. 30, 60, 90",
+                      cfg->milestones);
+            return -1;
+        }
+        if (n == ALIG_CONFIG_MAX_MILESTONES) {
+            alig_fail(ALIG_E_CONFIG, "[optimizer] milestones = %s: at most %d epochs",
+                      cfg->milestones, ALIG_CONFIG_MAX_MILESTONES);
+            return -1;
+        }
+        out[n++] = (int)v;
+        prev = (int)v;
+        p = end;
+    }
+    return n;
+}
+
+int alig_config_signals(const alig_config_t *cfg, int *sigs, int max)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } known[] = {{"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
+                 {"INT", SIGINT},   {"HUP", SIGHUP},   {"XCPU", SIGXCPU}};
+    const char *list = cfg->ckpt_signals;
+    int n = 0;
+    for (const char *p = list; *p;) {
+        p += strspn(p, ", \t");
+        if (!*p)
+            break;
+        size_t len = strcspn(p, ", \t");
+        if (len == 4 && strncasecmp(p, "none", 4) == 0) {
+            if (n > 0 || p[len + strspn(p + len, ", \t")]) {
+                alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: none must stand alone", list);
+                return -1;
+            }
+            return 0;
+        }
+        size_t skip = len > 3 && strncasecmp(p, "SIG", 3) == 0 ? 3 : 0;
+        int sig = 0;
+        for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+            if (len - skip == strlen(known[i].name) &&
+                strncasecmp(p + skip, known[i].name, len - skip) == 0)
+                sig = known[i].sig;
+        if (!sig) {
+            alig_fail(ALIG_E_CONFIG,
+                      "[checkpoint] signals = %s: unknown signal '%.*s'; expected a list of TERM, "
+                      "USR1, USR2, INT, HUP, XCPU, or none",
+                      list, (int)len, p);
+            return -1;
+        }
+        if (n < max)
+            sigs[n++] = sig;
+        p += len;
+    }
+    if (n == 0) {
+        alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: empty; write none for no signals",
+                  list);
+        return -1;
+    }
+    return n;
+}
+
 int alig_config_validate(const alig_config_t *cfg, int world_size)
 {
     if (world_size < 1)
@@ -737,7 +879,9 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
                          "%s[eval] batch_size = %d is less than the number of ranks (%d): the "
                          "global evaluation batch must give each rank at least one sample",
                          where, cfg->eval_batch_size, world_size);
-    if (!cfg->test_images[0] != !cfg->test_labels[0])
+    /* CIFAR files carry their labels: [data] *_labels are not used with them */
+    int labels_used = strncmp(cfg->format, "cifar", 5) != 0;
+    if (labels_used && !cfg->test_images[0] != !cfg->test_labels[0])
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] test_images = %s but test_labels = %s: set both or neither "
                          "(none)",
@@ -758,6 +902,40 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
                          "%s[data] test_limit = %" PRId64 " is less than the number of ranks "
                          "(%d): every rank needs at least one test sample",
                          where, cfg->test_limit, world_size);
+    int given = strcmp(cfg->normalize, "given") == 0;
+    if (given != (cfg->mean[0] != '\0') || given != (cfg->std[0] != '\0'))
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s[data] normalize = %s with mean = %s and std = %s: normalize = given "
+                         "needs both mean and std, and they are used only with it",
+                         where, cfg->normalize, cfg->mean[0] ? cfg->mean : "none",
+                         cfg->std[0] ? cfg->std : "none");
+    if (cfg->preset[0] && strcmp(cfg->layers, DEFAULT_LAYERS) != 0)
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s[model] preset = %s and [model] layers = %s: set one of them",
+                         where, cfg->preset, cfg->layers);
+    int alig = strcmp(cfg->optimizer, "alig") == 0;
+    if (alig && strcmp(cfg->schedule, "none") != 0)
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s[optimizer] schedule = %s with name = alig: ALI-G computes its own "
+                         "step size and takes no learning-rate schedule (docs/alig.md)",
+                         where, cfg->schedule);
+    int milestones[ALIG_CONFIG_MAX_MILESTONES];
+    int n_milestones = alig_config_milestones(cfg, milestones);
+    if (n_milestones < 0) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", alig_error_message());
+        return alig_fail(ALIG_E_CONFIG, "%s%s", where, msg);
+    }
+    if (strcmp(cfg->schedule, "step") == 0 && n_milestones == 0)
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s[optimizer] schedule = step needs milestones, e.g. milestones = 30, 60",
+                         where);
+    int sigs[ALIG_CONFIG_MAX_SIGNALS];
+    if (alig_config_signals(cfg, sigs, ALIG_CONFIG_MAX_SIGNALS) < 0) {
+        char msg[512]; /* the message buffer cannot be its own argument */
+        snprintf(msg, sizeof msg, "%s", alig_error_message());
+        return alig_fail(ALIG_E_CONFIG, "%s%s", where, msg);
+    }
     return ALIG_OK;
 }
 

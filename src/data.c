@@ -229,7 +229,22 @@ fail:
 void alig_dataset_compute_stats(alig_dataset_t *ds)
 {
     int64_t hw = (int64_t)ds->h * ds->w;
-    for (int c = 0; c < ds->c; c++) {
+    for (int c = 0; ds->xf && c < ds->c; c++) {
+        /* float data: two passes in double, values used as they are */
+        double s = 0.0, s2 = 0.0, m = (double)ds->n * (double)hw;
+        for (int64_t i = 0; i < ds->n; i++)
+            for (int64_t k = 0; k < hw; k++)
+                s += ds->xf[i * ds->dim + c * hw + k];
+        double mean = s / m;
+        for (int64_t i = 0; i < ds->n; i++)
+            for (int64_t k = 0; k < hw; k++) {
+                double d = ds->xf[i * ds->dim + c * hw + k] - mean;
+                s2 += d * d;
+            }
+        ds->mean[c] = (float)mean;
+        ds->std[c] = s2 / m > 1e-12 ? (float)sqrt(s2 / m) : 1.0f;
+    }
+    for (int c = 0; !ds->xf && c < ds->c; c++) {
         double s = 0.0, s2 = 0.0;
         for (int64_t i = 0; i < ds->n; i++) {
             const uint8_t *p = ds->x + i * ds->dim + c * hw;
@@ -258,6 +273,7 @@ void alig_dataset_copy_stats(alig_dataset_t *dst, const alig_dataset_t *src)
 void alig_dataset_free(alig_dataset_t *ds)
 {
     free(ds->x);
+    free(ds->xf);
     free(ds->y);
     memset(ds, 0, sizeof *ds);
 }
@@ -267,14 +283,20 @@ void alig_dataset_gather(const alig_dataset_t *ds, const int64_t *idx, int64_t n
 {
     int64_t hw = (int64_t)ds->h * ds->w;
     for (int64_t i = 0; i < n; i++) {
-        const uint8_t *src = ds->x + idx[i] * ds->dim;
         float *dst = x + i * ds->dim;
         for (int c = 0; c < ds->c; c++) {
-            /* (p/255 - mean)/std as one multiply-add per pixel */
-            float scale = 1.0f / (255.0f * ds->std[c]);
+            /* (p/255 - mean)/std as one multiply-add per pixel; float data: (v - mean)/std */
+            float scale = 1.0f / ((ds->xf ? 1.0f : 255.0f) * ds->std[c]);
             float shift = -ds->mean[c] / ds->std[c];
-            for (int64_t k = 0; k < hw; k++)
-                dst[c * hw + k] = (float)src[c * hw + k] * scale + shift;
+            if (ds->xf) {
+                const float *src = ds->xf + idx[i] * ds->dim;
+                for (int64_t k = 0; k < hw; k++)
+                    dst[c * hw + k] = src[c * hw + k] * scale + shift;
+            } else {
+                const uint8_t *src = ds->x + idx[i] * ds->dim;
+                for (int64_t k = 0; k < hw; k++)
+                    dst[c * hw + k] = (float)src[c * hw + k] * scale + shift;
+            }
         }
         y[i] = ds->y[idx[i]];
     }

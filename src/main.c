@@ -21,6 +21,10 @@ static const char usage_[] =
     "options:\n"
     "  --set SECTION.KEY=VALUE  override one config key (repeatable), e.g.\n"
     "                           --set optimizer.max_lr=0.05\n"
+    "  --resume auto|never|PATH continue from the newest valid checkpoint in the run\n"
+    "                           directory (auto), start fresh (never), or continue from\n"
+    "                           the checkpoint file or directory PATH; same as\n"
+    "                           --set checkpoint.resume=... (docs/checkpoint-format.md)\n"
     "  --print-config           print the effective config (every key) and exit\n"
     "  --help                   this text\n"
     "  --version                print the version\n"
@@ -45,6 +49,7 @@ typedef struct {
     const char *sets[64];
     int n_sets;
     int print_config;
+    const char *resume; /* --resume: applied after every --set */
 } args_t;
 
 /* Returns -1 to continue, or an exit status. */
@@ -63,6 +68,14 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
             return 0;
         } else if (!strcmp(s, "--print-config")) {
             a->print_config = 1;
+        } else if (!strcmp(s, "--resume") || !strncmp(s, "--resume=", 9)) {
+            const char *v = s[8] == '=' ? s + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !*v) {
+                if (root)
+                    fprintf(stderr, "alig-train: --resume needs auto, never or a checkpoint path\n");
+                return ALIG_E_CONFIG;
+            }
+            a->resume = v;
         } else if (!strcmp(s, "--set") || !strncmp(s, "--set=", 6)) {
             const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) {
@@ -124,6 +137,11 @@ static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
     snprintf(cfg->path, sizeof cfg->path, "%s", a->config);
     for (int i = 0; !rc && i < a->n_sets; i++)
         rc = alig_config_set(cfg, a->sets[i]);
+    if (!rc && a->resume) {
+        char set[ALIG_PATH_MAX + 32];
+        snprintf(set, sizeof set, "checkpoint.resume=%s", a->resume);
+        rc = alig_config_set(cfg, set);
+    }
     if (!rc)
         rc = alig_config_validate(cfg, alig_comm_size(comm));
     /* every rank parsed the same text: rank 0 reports for all */
@@ -151,12 +169,20 @@ int main(int argc, char **argv)
         if (root)
             alig_config_write(stdout, &cfg);
     } else if (rc == ALIG_OK) {
+        /* [checkpoint] signals (validated with the config): checkpoint at the
+         * next step boundary and exit 75. SA_RESTART: no EINTR in file I/O. */
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_signal_;
+        sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        sigaction(SIGTERM, &sa, NULL);
-        sigaction(SIGUSR1, &sa, NULL);
+        int sigs[ALIG_CONFIG_MAX_SIGNALS];
+        int n_sigs = alig_config_signals(&cfg, sigs, ALIG_CONFIG_MAX_SIGNALS);
+        for (int i = 0; i < n_sigs; i++)
+            sigaction(sigs[i], &sa, NULL);
+        /* a file-size limit (ulimit -f) then fails a checkpoint write with
+         * EFBIG, an ALIG_E_CKPT error, instead of killing the rank */
+        signal(SIGXFSZ, SIG_IGN);
 
         alig_trainer_t trainer;
         rc = alig_trainer_init(&trainer, &cfg, comm);

@@ -1,12 +1,14 @@
 /*
- * model.c -- layer list parsing, flat parameter layout, forward and backward.
+ * model.c -- flat parameter layout, forward and backward.
  *
- * Dense layers go through cblas_sgemm; everything else is a cheap
- * elementwise loop. No allocation happens after alig_model_build.
+ * Dense layers go through cblas_sgemm; convolutional layers live in
+ * layers.c and the layer-list grammar in model_spec.c (layers-impl.h).
+ * No allocation happens after alig_model_build.
  */
 #include "alig/model.h"
 #include "alig/error.h"
 #include "alig/rng.h"
+#include "layers-impl.h"  // defines: alig_spec_parse, alig_layer_forward/backward, workspace sizes
 
 #include <cblas.h>
 #include <ctype.h>
@@ -14,64 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define MAX_LAYERS 256
-
-/* ------------------------------------------------------------------------ */
-/* parsing "dense 1024, relu, dense 10" */
-
-static int parse_layer_(const char *item, int index, alig_layer_t *l)
-{
-    char kind[16];
-    long units = 0;
-    char extra[8];
-    memset(l, 0, sizeof *l);
-    int n = sscanf(item, "%15s %ld %7s", kind, &units, extra);
-    if (n >= 1 && strcmp(kind, "dense") == 0) {
-        if (n != 2 || units < 1 || units > (1L << 24))
-            return alig_fail(ALIG_E_CONFIG,
-                             "[model] layers: item %d '%s': expected 'dense N' with N in [1, %ld]",
-                             index + 1, item, 1L << 24);
-        l->kind = ALIG_LAYER_DENSE;
-        l->units = (int)units;
-    } else if (n == 1 && strcmp(kind, "relu") == 0) {
-        l->kind = ALIG_LAYER_RELU;
-    } else {
-        return alig_fail(ALIG_E_CONFIG,
-                         "[model] layers: item %d '%s': expected 'dense N' or 'relu'", index + 1,
-                         item);
-    }
-    snprintf(l->name, sizeof l->name, "%02d_%s", index, kind);
-    return ALIG_OK;
-}
-
-static int parse_layers_(const char *spec, alig_layer_t *layers, int *count)
-{
-    char buf[4096];
-    if (strlen(spec) >= sizeof buf)
-        return alig_fail(ALIG_E_CONFIG, "[model] layers: list longer than %zu characters",
-                         sizeof buf - 1);
-    strcpy(buf, spec);
-    int n = 0;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        while (isspace((unsigned char)*tok))
-            tok++;
-        char *end = tok + strlen(tok);
-        while (end > tok && isspace((unsigned char)end[-1]))
-            *--end = '\0';
-        if (n == MAX_LAYERS)
-            return alig_fail(ALIG_E_CONFIG, "[model] layers: more than %d layers", MAX_LAYERS);
-        int rc = parse_layer_(tok, n, &layers[n]);
-        if (rc)
-            return rc;
-        n++;
-    }
-    if (n == 0)
-        return alig_fail(ALIG_E_CONFIG, "[model] layers: empty list, expected e.g. 'dense 10'");
-    *count = n;
-    return ALIG_OK;
-}
 
 /* ------------------------------------------------------------------------ */
 /* building */
@@ -95,23 +39,62 @@ static void add_tensor_(alig_model_t *m, alig_layer_t *l, const char *suffix, in
     l->n_tensors++;
 }
 
+/* A state tensor (not trained, e.g. bn running statistics): a view into m->state. */
+static void add_state_tensor_(alig_model_t *m, alig_layer_t *l, const char *suffix, int64_t size)
+{
+    alig_tensor_t *t = &m->state_tensors[m->n_state_tensors];
+    if (l->n_state_tensors == 0)
+        l->first_state = m->n_state_tensors;
+    snprintf(t->name, sizeof t->name, "%s/%s", l->name, suffix);
+    t->ndim = 1;
+    t->shape[0] = t->size = size;
+    t->offset = m->n_state;
+    m->n_state += size;
+    m->n_state_tensors++;
+    l->n_state_tensors++;
+}
+
+/* bn running statistics start as PyTorch's: mean 0, variance 1. */
+static void reset_state_(alig_model_t *m)
+{
+    for (int i = 0; i < m->n_layers; i++) {
+        alig_layer_t *l = &m->layers[i];
+        if (l->kind != ALIG_LAYER_BN)
+            continue;
+        for (int c = 0; c < l->out_c; c++) {
+            l->run_mean[c] = 0.0f;
+            l->run_var[c] = 1.0f;
+        }
+    }
+}
+
 int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int n_classes,
                      int64_t max_batch)
 {
     memset(m, 0, sizeof *m);
-    alig_layer_t parsed[MAX_LAYERS];
+    m->training = 1;
+    alig_layer_t *parsed = NULL;
     int n_layers = 0;
-    int rc = parse_layers_(spec, parsed, &n_layers);
+    int rc = alig_spec_parse(spec, c, h, w, &parsed, &n_layers);
     if (rc)
         return rc;
 
-    m->layers = alig_calloc((size_t)n_layers, sizeof *m->layers, "layers");
-    m->tensors = alig_calloc((size_t)n_layers * 2, sizeof *m->tensors, "tensors");
-    if (!m->layers || !m->tensors) {
+    int n_tensors = 0, n_state_tensors = 0;
+    for (int i = 0; i < n_layers; i++) {
+        n_tensors += parsed[i].n_tensors;
+        n_state_tensors += parsed[i].kind == ALIG_LAYER_BN ? 2 : 0;
+    }
+    m->layers = parsed;
+    m->n_layers = n_layers;
+    m->tensors = alig_calloc((size_t)n_tensors + 1, sizeof *m->tensors, "tensors");
+    m->state_tensors = alig_calloc((size_t)n_state_tensors + 1, sizeof *m->state_tensors, "tensors");
+    m->spec = strdup(spec);
+    if (!m->tensors || !m->state_tensors || !m->spec) {
+        if (!m->spec)
+            alig_fail(ALIG_E_MEMORY, "out of memory copying the layer list");
         alig_model_free(m);
         return ALIG_E_MEMORY;
     }
-    m->n_layers = n_layers;
     m->in_c = c;
     m->in_h = h;
     m->in_w = w;
@@ -119,24 +102,36 @@ int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int
     m->n_classes = n_classes;
     m->max_batch = max_batch;
 
-    /* shapes and the parameter layout */
-    int64_t dim = m->in_dim;
-    int64_t act_total = dim;
+    /* the parameter and state layout, workspace sizes */
+    int64_t act_total = m->in_dim, col_floats = 0;
+    size_t aux_bytes = 0;
     for (int i = 0; i < n_layers; i++) {
         alig_layer_t *l = &m->layers[i];
-        *l = parsed[i];
-        l->in_dim = dim;
+        l->n_tensors = 0;
         if (l->kind == ALIG_LAYER_DENSE) {
-            l->out_dim = l->units;
-            int64_t ws[2] = {l->units, dim}, bs[1] = {l->units};
+            int64_t ws[2] = {l->units, l->in_dim}, bs[1] = {l->units};
             add_tensor_(m, l, "weight", 2, ws);
             add_tensor_(m, l, "bias", 1, bs);
-        } else {
-            l->out_dim = dim;
+        } else if (l->kind == ALIG_LAYER_CONV) {
+            int64_t ws[4] = {l->out_c, l->in_c, l->k, l->k}, bs[1] = {l->out_c};
+            add_tensor_(m, l, "weight", 4, ws);
+            if (l->bias)
+                add_tensor_(m, l, "bias", 1, bs);
+        } else if (l->kind == ALIG_LAYER_BN) {
+            int64_t cs[1] = {l->out_c};
+            add_tensor_(m, l, "weight", 1, cs); /* gamma, named as in PyTorch */
+            add_tensor_(m, l, "bias", 1, cs);   /* beta */
+            add_state_tensor_(m, l, "running_mean", l->out_c);
+            add_state_tensor_(m, l, "running_var", l->out_c);
         }
-        dim = l->out_dim;
-        act_total += dim;
+        int64_t cf = alig_layer_col_floats(l);
+        if (cf > col_floats)
+            col_floats = cf;
+        l->aux = aux_bytes;
+        aux_bytes += alig_layer_aux_bytes(l, max_batch);
+        act_total += l->out_dim;
     }
+    int64_t dim = m->layers[n_layers - 1].out_dim;
     if (n_classes <= 0)
         m->n_classes = n_classes = (int)dim;
     if (dim != n_classes) {
@@ -150,10 +145,14 @@ int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int
 
     m->params = alig_calloc((size_t)m->n_params, sizeof(float), "parameters");
     m->grads = alig_calloc((size_t)(m->n_params + ALIG_REDUCE_TAIL), sizeof(float), "gradients");
+    m->state = alig_calloc((size_t)m->n_state + 1, sizeof(float), "model state");
     m->acts = alig_calloc((size_t)n_layers + 1, sizeof(float *), "activation table");
     m->dacts = alig_calloc((size_t)n_layers + 1, sizeof(float *), "activation table");
     m->arena = alig_calloc((size_t)(2 * act_total * max_batch), sizeof(float), "activations");
-    if (!m->params || !m->grads || !m->acts || !m->dacts || !m->arena) {
+    m->col = alig_calloc((size_t)col_floats + 1, sizeof(float), "im2col workspace");
+    m->aux = alig_calloc(aux_bytes + 1, 1, "layer workspace");
+    if (!m->params || !m->grads || !m->state || !m->acts || !m->dacts || !m->arena || !m->col ||
+        !m->aux) {
         alig_model_free(m);
         return ALIG_E_MEMORY;
     }
@@ -162,17 +161,25 @@ int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int
     m->dacts[0] = p + act_total * max_batch;
     for (int i = 0; i < n_layers; i++) {
         alig_layer_t *l = &m->layers[i];
-        m->acts[i + 1] = m->acts[i] + l->in_dim * max_batch;
-        m->dacts[i + 1] = m->dacts[i] + l->in_dim * max_batch;
-        if (l->kind == ALIG_LAYER_DENSE) {
+        int64_t prev = i == 0 ? m->in_dim : m->layers[i - 1].out_dim;
+        m->acts[i + 1] = m->acts[i] + prev * max_batch;
+        m->dacts[i + 1] = m->dacts[i] + prev * max_batch;
+        if (l->n_tensors > 0) {
             const alig_tensor_t *tw = &m->tensors[l->first_tensor];
-            const alig_tensor_t *tb = &m->tensors[l->first_tensor + 1];
             l->w = m->params + tw->offset;
-            l->b = m->params + tb->offset;
             l->gw = m->grads + tw->offset;
+        }
+        if (l->n_tensors > 1) {
+            const alig_tensor_t *tb = &m->tensors[l->first_tensor + 1];
+            l->b = m->params + tb->offset;
             l->gb = m->grads + tb->offset;
         }
+        if (l->n_state_tensors == 2) {
+            l->run_mean = m->state + m->state_tensors[l->first_state].offset;
+            l->run_var = m->state + m->state_tensors[l->first_state + 1].offset;
+        }
     }
+    reset_state_(m);
     return ALIG_OK;
 }
 
@@ -182,11 +189,34 @@ void alig_model_init_params(alig_model_t *m, uint64_t seed, const char *init)
     alig_rng_seed(&r, seed, ALIG_STREAM_INIT);
     for (int i = 0; i < m->n_layers; i++) {
         alig_layer_t *l = &m->layers[i];
-        if (l->kind != ALIG_LAYER_DENSE)
+        if (l->kind == ALIG_LAYER_BN) {
+            for (int c = 0; c < l->out_c; c++) {
+                l->w[c] = 1.0f;
+                l->b[c] = 0.0f;
+            }
             continue;
-        int before_relu = i + 1 < m->n_layers && m->layers[i + 1].kind == ALIG_LAYER_RELU;
+        }
+        if (l->kind != ALIG_LAYER_DENSE && l->kind != ALIG_LAYER_CONV)
+            continue;
+        /* "followed by ReLU": the next node reads this output and is relu, possibly
+         * after bn and dropout nodes that read it in a chain */
+        int j = i + 1, act = i + 1;
+        while (j < m->n_layers && m->layers[j].src == act &&
+               (m->layers[j].kind == ALIG_LAYER_BN || m->layers[j].kind == ALIG_LAYER_DROPOUT))
+            act = ++j;
+        int before_relu = j < m->n_layers && m->layers[j].src == act &&
+                          m->layers[j].kind == ALIG_LAYER_RELU;
         int he = strcmp(init, "he") == 0 || (strcmp(init, "auto") == 0 && before_relu);
         int64_t fan_in = l->in_dim, fan_out = l->units, nw = fan_in * fan_out;
+        if (l->kind == ALIG_LAYER_CONV) {
+            /* conv: He normal under auto, whatever follows (a residual branch
+             * usually ends in a conv whose sum goes through bn-relu next) */
+            int64_t kk = (int64_t)l->k * l->k;
+            fan_in = (int64_t)l->in_c * kk;
+            fan_out = (int64_t)l->out_c * kk;
+            nw = fan_in * l->out_c;
+            he = strcmp(init, "glorot") != 0;
+        }
         if (he) {
             double std = sqrt(2.0 / (double)fan_in);
             for (int64_t k = 0; k < nw; k++)
@@ -196,8 +226,10 @@ void alig_model_init_params(alig_model_t *m, uint64_t seed, const char *init)
             for (int64_t k = 0; k < nw; k++)
                 l->w[k] = (float)(limit * (2.0 * alig_rng_uniform(&r) - 1.0));
         }
-        memset(l->b, 0, sizeof(float) * (size_t)l->units);
+        if (l->b)
+            memset(l->b, 0, sizeof(float) * (size_t)l->units);
     }
+    reset_state_(m);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -214,7 +246,7 @@ static void dense_forward_(const alig_layer_t *l, const float *in, float *out, i
 }
 
 static void dense_backward_(const alig_layer_t *l, const float *in, const float *dout, float *din,
-                            int64_t n)
+                            int acc, int64_t n)
 {
     int64_t no = l->units, ni = l->in_dim;
     /* gW (no, ni) = dout^T (no, n) . in (n, ni) */
@@ -225,17 +257,17 @@ static void dense_backward_(const alig_layer_t *l, const float *in, const float 
     for (int64_t i = 0; i < n; i++)
         for (int64_t o = 0; o < no; o++)
             l->gb[o] += dout[i * no + o];
-    /* din (n, ni) = dout (n, no) . W (no, ni) */
+    /* din (n, ni) (+)= dout (n, no) . W (no, ni) */
     if (din)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)ni, (int)no, 1.0f, dout,
-                    (int)no, l->w, (int)ni, 0.0f, din, (int)ni);
+                    (int)no, l->w, (int)ni, acc ? 1.0f : 0.0f, din, (int)ni);
 }
 
 double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t *correct)
 {
     for (int i = 0; i < m->n_layers; i++) {
         const alig_layer_t *l = &m->layers[i];
-        const float *in = m->acts[i];
+        const float *in = m->acts[l->src];
         float *out = m->acts[i + 1];
         switch (l->kind) {
         case ALIG_LAYER_DENSE:
@@ -244,6 +276,9 @@ double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t 
         case ALIG_LAYER_RELU:
             for (int64_t k = 0; k < n * l->in_dim; k++)
                 out[k] = in[k] > 0.0f ? in[k] : 0.0f;
+            break;
+        default:
+            alig_layer_forward(m, i, n);
             break;
         }
     }
@@ -288,17 +323,24 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
     for (int i = m->n_layers - 1; i >= 0; i--) {
         const alig_layer_t *l = &m->layers[i];
         const float *dout = m->dacts[i + 1];
-        float *din = i > 0 ? m->dacts[i] : NULL; /* no gradient w.r.t. the data */
+        float *din = l->src > 0 ? m->dacts[l->src] : NULL; /* no gradient w.r.t. the data */
         switch (l->kind) {
         case ALIG_LAYER_DENSE:
-            dense_backward_(l, m->acts[i], dout, din, n);
+            dense_backward_(l, m->acts[l->src], dout, din, l->acc_src, n);
             break;
         case ALIG_LAYER_RELU:
             if (din) {
                 const float *out = m->acts[i + 1];
-                for (int64_t k = 0; k < n * l->in_dim; k++)
-                    din[k] = out[k] > 0.0f ? dout[k] : 0.0f;
+                if (l->acc_src)
+                    for (int64_t k = 0; k < n * l->in_dim; k++)
+                        din[k] += out[k] > 0.0f ? dout[k] : 0.0f;
+                else
+                    for (int64_t k = 0; k < n * l->in_dim; k++)
+                        din[k] = out[k] > 0.0f ? dout[k] : 0.0f;
             }
+            break;
+        default:
+            alig_layer_backward(m, i, n);
             break;
         }
     }
@@ -318,12 +360,23 @@ void alig_model_summary(const alig_model_t *m, char *buf, size_t size)
     used += (size_t)snprintf(buf, size, "input %dx%dx%d\n", m->in_c, m->in_h, m->in_w);
     for (int i = 0; i < m->n_layers && used < size; i++) {
         const alig_layer_t *l = &m->layers[i];
+        int w;
         if (l->kind == ALIG_LAYER_DENSE)
-            used += (size_t)snprintf(buf + used, size - used, "%s %lld -> %d\n", l->name,
-                                     (long long)l->in_dim, l->units);
+            w = snprintf(buf + used, size - used, "%s %lld -> %d\n", l->name,
+                         (long long)l->in_dim, l->units);
+        else if (l->kind == ALIG_LAYER_RELU && l->src == i)
+            w = snprintf(buf + used, size - used, "%s %lld\n", l->name, (long long)l->in_dim);
+        else if (l->kind == ALIG_LAYER_ADD)
+            w = snprintf(buf + used, size - used, "%s %s + %s -> %dx%dx%d\n", l->name,
+                         l->src ? m->layers[l->src - 1].name : "input",
+                         l->src2 ? m->layers[l->src2 - 1].name : "input", l->out_c, l->out_h,
+                         l->out_w);
         else
-            used += (size_t)snprintf(buf + used, size - used, "%s %lld\n", l->name,
-                                     (long long)l->in_dim);
+            w = snprintf(buf + used, size - used, "%s %dx%dx%d -> %dx%dx%d%s%s\n", l->name,
+                         l->in_c, l->in_h, l->in_w, l->out_c, l->out_h, l->out_w,
+                         l->src == i ? "" : " (input: ",
+                         l->src == i ? "" : l->src ? m->layers[l->src - 1].name : "input)");
+        used += w > 0 ? (size_t)w : 0;
     }
 }
 
@@ -338,5 +391,8 @@ void alig_model_free(alig_model_t *m)
     free(m->arena);
     free(m->state_tensors);
     free(m->state);
+    free(m->spec);
+    free(m->col);
+    free(m->aux);
     memset(m, 0, sizeof *m);
 }

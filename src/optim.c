@@ -6,19 +6,28 @@
  */
 #include "alig/optim.h"
 #include "alig/error.h"
+#include "optim-impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+static void alig_apply_(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma);
 
 int alig_optim_init(alig_optim_t *o, const alig_optim_opts_t *opts, int64_t n)
 {
     memset(o, 0, sizeof *o);
     o->opts = *opts;
     o->n = n;
-    if (opts->momentum > 0.0) {
+    int adam = opts->kind == ALIG_OPT_ADAM || opts->kind == ALIG_OPT_ADAMW;
+    if (opts->momentum > 0.0 || adam) {
         o->v = alig_calloc((size_t)n, sizeof(float), "momentum buffer");
         if (!o->v)
+            return ALIG_E_MEMORY;
+    }
+    if (adam) {
+        o->s = alig_calloc((size_t)n, sizeof(float), "Adam second-moment buffer");
+        if (!o->s)
             return ALIG_E_MEMORY;
     }
     return ALIG_OK;
@@ -27,6 +36,7 @@ int alig_optim_init(alig_optim_t *o, const alig_optim_opts_t *opts, int64_t n)
 void alig_optim_free(alig_optim_t *o)
 {
     free(o->v);
+    free(o->s);
     memset(o, 0, sizeof *o);
 }
 
@@ -76,6 +86,42 @@ double alig_project(float *w, int64_t n, double max_norm)
 
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)
 {
+    const alig_optim_opts_t *p = &o->opts;
+    if (p->kind == ALIG_OPT_SGD) {
+        alig_sgd_apply_(w, g, g_scale, o->v, o->n, (float)gamma_d, (float)p->momentum,
+                        p->nesterov, (float)p->weight_decay);
+    } else if (p->kind == ALIG_OPT_ADAM || p->kind == ALIG_OPT_ADAMW) {
+        o->t++;
+        alig_adam_apply_(w, g, g_scale, o->v, o->s, o->n, o->t, (float)gamma_d, (float)p->beta1,
+                         (float)p->beta2, (float)p->eps, (float)p->weight_decay,
+                         p->kind == ALIG_OPT_ADAMW);
+    } else {
+        alig_apply_(o, w, g, g_scale, gamma_d);
+    }
+    if (isfinite(p->max_norm))
+        alig_project(w, o->n, p->max_norm);
+}
+
+double alig_optim_lr(const alig_optim_t *o, int64_t epoch, int64_t step)
+{
+    const alig_optim_opts_t *p = &o->opts;
+    return alig_schedule_lr_(p->schedule, p->lr, epoch, step, p->total_steps, p->milestones,
+                             p->n_milestones, p->decay);
+}
+
+const char *alig_optim_name(int kind)
+{
+    switch (kind) {
+    case ALIG_OPT_SGD: return "SGD";
+    case ALIG_OPT_ADAM: return "Adam";
+    case ALIG_OPT_ADAMW: return "AdamW";
+    default: return "ALI-G";
+    }
+}
+
+/* The ALI-G update for step size gamma. */
+static void alig_apply_(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)
+{
     /* g_scale folds the division by the sample count into this pass */
     float gamma = (float)gamma_d;
     float mu = (float)o->opts.momentum;
@@ -99,8 +145,6 @@ void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, 
             w[i] = (w[i] - gs * g[i]) + gm * v[i];
         }
     }
-    if (isfinite(o->opts.max_norm))
-        alig_project(w, n, o->opts.max_norm);
 }
 
 void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,

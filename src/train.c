@@ -2,50 +2,53 @@
  * train.c -- data-parallel ALI-G training loop (alig/train.h).
  */
 #include "alig/train.h"
+#include "alig/ckpt.h"
 #include "alig/error.h"
+#include "alig/metrics.h"
 #include "alig/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int load_data_(alig_trainer_t *t)
 {
+    /* format dispatch (idx, cifar10, cifar100, hdf5) and normalisation: data_load.c */
     const alig_config_t *cfg = t->cfg;
-    int rc = alig_dataset_load_idx(&t->train, cfg->train_images, cfg->train_labels,
-                                   cfg->train_limit);
-    if (rc)
-        return rc;
-    if (strcmp(cfg->normalize, "standard") == 0)
-        alig_dataset_compute_stats(&t->train);
-    if (cfg->test_images[0]) {
-        rc = alig_dataset_load_idx(&t->test, cfg->test_images, cfg->test_labels, cfg->test_limit);
-        if (rc)
-            return rc;
-        if (t->test.c != t->train.c || t->test.h != t->train.h || t->test.w != t->train.w)
-            return alig_fail(ALIG_E_DATA, "%s: test images are %dx%dx%d but training images (%s) are %dx%dx%d",
-                             cfg->test_images, t->test.c, t->test.h, t->test.w, cfg->train_images,
-                             t->train.c, t->train.h, t->train.w);
-        alig_dataset_copy_stats(&t->test, &t->train);
-    }
-    return ALIG_OK;
+    t->aug.crop = cfg->augment_crop;
+    t->aug.flip = cfg->augment_flip;
+    t->aug.seed = cfg->seed;
+    return alig_datasets_load(&t->train, &t->test, cfg);
 }
 
 static int build_model_(alig_trainer_t *t)
 {
     const alig_config_t *cfg = t->cfg;
     int world = alig_comm_size(t->comm);
-    /* the largest local slice of a training or evaluation batch */
+    /* the largest local slice of a training batch */
     int64_t max_batch = (cfg->batch_size + world - 1) / world;
-    int64_t eval_local = (cfg->eval_batch_size + world - 1) / world;
-    if (eval_local > max_batch)
-        max_batch = eval_local;
-    int rc = alig_model_build(&t->model, cfg->layers, t->train.c, t->train.h, t->train.w, 0,
-                              max_batch);
+    /* evaluation runs its local slice in chunks of max_batch (alig_trainer_evaluate), so a
+     * large [eval] batch_size costs no activation memory: a WRN-40-4 holds ~40 MB of
+     * activations and gradients per sample */
+    const char *spec = cfg->layers;
+    char preset[8192];
+    if (cfg->preset[0]) { /* [model] preset: a layer list for the data's class count */
+        int classes = t->train.n_classes > t->test.n_classes ? t->train.n_classes
+                                                             : t->test.n_classes;
+        int rc = alig_model_preset(cfg->preset, classes, preset, sizeof preset);
+        if (rc)
+            return rc;
+        spec = preset;
+    }
+    int rc = alig_model_build(&t->model, spec, t->train.c, t->train.h, t->train.w, 0, max_batch);
     if (rc)
         return rc;
+    t->model.noise_seed = cfg->seed; /* dropout masks */
     const alig_dataset_t *sets[2] = {&t->train, &t->test};
-    const char *files[2] = {cfg->train_labels, cfg->test_labels};
+    int labels_in_images = strncmp(cfg->format, "cifar", 5) == 0;
+    const char *files[2] = {labels_in_images ? cfg->train_images : cfg->train_labels,
+                            labels_in_images ? cfg->test_images : cfg->test_labels};
     for (int i = 0; i < 2; i++)
         if (sets[i]->n > 0 && sets[i]->n_classes > t->model.n_classes)
             return alig_fail(ALIG_E_DATA,
@@ -54,21 +57,46 @@ static int build_model_(alig_trainer_t *t)
                              files[i], sets[i]->n_classes - 1, t->model.n_classes,
                              t->model.n_classes);
     alig_model_init_params(&t->model, cfg->seed, cfg->init);
+    if (cfg->ckpt_init[0]) { /* [checkpoint] init = PATH replaces the seeded values */
+        rc = alig_ckpt_load_params(&t->model, cfg->ckpt_init);
+        if (rc)
+            return rc;
+    }
     if (isfinite(cfg->max_norm))
         alig_project(t->model.params, t->model.n_params, cfg->max_norm);
 
-    alig_optim_opts_t o = {.max_lr = cfg->max_lr,
+    static const char *const kinds[] = {"alig", "sgd", "adam", "adamw"};
+    int kind = ALIG_OPT_ALIG;
+    for (int k = 0; k < 4; k++)
+        if (strcmp(cfg->optimizer, kinds[k]) == 0)
+            kind = k;
+    alig_optim_opts_t o = {.kind = kind,
+                           .max_lr = cfg->max_lr,
                            .delta = cfg->delta,
                            .momentum = cfg->momentum,
                            .adjusted = cfg->adjusted_momentum,
-                           .max_norm = cfg->max_norm};
+                           .max_norm = cfg->max_norm,
+                           .lr = cfg->lr,
+                           .weight_decay = cfg->weight_decay,
+                           .nesterov = cfg->nesterov,
+                           .beta1 = cfg->beta1,
+                           .beta2 = cfg->beta2,
+                           .eps = cfg->eps,
+                           .schedule = !strcmp(cfg->schedule, "step")     ? ALIG_SCHED_STEP
+                                       : !strcmp(cfg->schedule, "cosine") ? ALIG_SCHED_COSINE
+                                                                          : ALIG_SCHED_NONE,
+                           .decay = cfg->decay};
+    o.n_milestones = alig_config_milestones(cfg, o.milestones);
+    if (o.n_milestones < 0)
+        return ALIG_E_CONFIG;
     rc = alig_optim_init(&t->optim, &o, t->model.n_params);
     if (rc)
         return rc;
     t->perm = alig_malloc(sizeof(int64_t) * (size_t)t->train.n, "epoch permutation");
     t->labels = alig_malloc(sizeof(int32_t) * (size_t)max_batch, "batch labels");
     t->eval_index = alig_malloc(sizeof(int64_t) * (size_t)max_batch, "evaluation index");
-    if (!t->perm || !t->labels || !t->eval_index)
+    t->state_before = alig_malloc(sizeof(float) * (size_t)t->model.n_state, "bn statistics copy");
+    if (!t->perm || !t->labels || !t->eval_index || !t->state_before)
         return ALIG_E_MEMORY;
     return ALIG_OK;
 }
@@ -88,6 +116,18 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     t->perm_epoch = -1;
     reset_stats_(&t->stats);
     t->threads = alig_comm_setup_threads(comm, cfg->threads, t->threads_why, sizeof t->threads_why);
+    const char *fault = getenv("ALIG_TEST_FAULT"); /* test hook, see alig/train.h */
+    if (fault) {
+        char kind[8];
+        long long step;
+        int rank;
+        if (sscanf(fault, "%7[a-z]:%lld:%d", kind, &step, &rank) == 3) {
+            t->fault_kind = !strcmp(kind, "nan") ? 1 : !strcmp(kind, "kill") ? 2
+                            : !strcmp(kind, "flip") ? 3 : 0;
+            t->fault_step = step;
+            t->fault_rank = rank;
+        }
+    }
 
     int rc = alig_comm_agree(comm, load_data_(t));
     if (rc)
@@ -96,6 +136,10 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     if (rc)
         return rc;
     t->batches_per_epoch = alig_batches_per_epoch(t->train.n, cfg->batch_size, cfg->drop_last);
+    /* the cosine schedule spans the whole run */
+    t->optim.opts.total_steps = (int64_t)cfg->epochs * t->batches_per_epoch;
+    if (cfg->max_steps > 0 && cfg->max_steps < t->optim.opts.total_steps)
+        t->optim.opts.total_steps = cfg->max_steps;
     if (t->batches_per_epoch == 0) {
         alig_fail(ALIG_E_CONFIG,
                   "[data] batch_size = %d with drop_last = true leaves no batch: the training set "
@@ -120,11 +164,30 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     int64_t lo, hi;
     alig_batch_slice(n, alig_comm_rank(t->comm), alig_comm_size(t->comm), &lo, &hi);
     int64_t local = hi - lo;
-    alig_dataset_gather(&t->train, t->perm + start + lo, local, alig_model_input(m), t->labels);
+    alig_dataset_gather_augmented(&t->train, t->perm + start + lo, local, alig_model_input(m),
+                                  t->labels, &t->aug, t->epoch);
+    double t1 = alig_time();
 
+    /* bn running statistics before this step, restored if the step is skipped */
+    if (m->n_state > 0)
+        memcpy(t->state_before, m->state, sizeof(float) * (size_t)m->n_state);
+    /* training mode: bn batch statistics, dropout masks keyed by (step, dataset index) */
+    m->training = 1;
+    m->noise_step = t->step;
+    m->sample_ids = t->perm + start + lo;
     int64_t correct = 0;
     double loss_sum = local ? alig_model_forward(m, local, t->labels, &correct) : 0.0;
+    double t2 = alig_time();
     alig_model_backward(m, local, t->labels);
+    double t3 = alig_time();
+
+    if (t->fault_kind && t->step + 1 == t->fault_step &&
+        alig_comm_rank(t->comm) == t->fault_rank) {
+        if (t->fault_kind == 1)
+            loss_sum = NAN;
+        else if (t->fault_kind == 2)
+            raise(SIGKILL);
+    }
 
     float *tail = m->grads + m->n_params;
     tail[ALIG_TAIL_LOSS] = (float)loss_sum;
@@ -132,28 +195,64 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     tail[ALIG_TAIL_COUNT] = (float)local;
     tail[ALIG_TAIL_STOP] = t->stop_signal && *t->stop_signal ? 1.0f : 0.0f;
     alig_comm_allreduce_sum_f(t->comm, m->grads, m->n_params + ALIG_REDUCE_TAIL);
+    if (m->n_state > 0 && alig_comm_size(t->comm) > 1) {
+        /* bn running statistics: each rank updated them from its own slice (as
+         * PyTorch DDP without SyncBatchNorm); average them over the ranks that had
+         * samples -- ranks >= n when n < world had none -- so every rank, and every
+         * checkpoint, holds the same values */
+        int world = alig_comm_size(t->comm);
+        int64_t active = n < world ? n : world;
+        if (local == 0)
+            memset(m->state, 0, sizeof(float) * (size_t)m->n_state);
+        alig_comm_allreduce_sum_f(t->comm, m->state, m->n_state);
+        float inv = 1.0f / (float)active;
+        for (int64_t i = 0; i < m->n_state; i++)
+            m->state[i] *= inv;
+    }
 
+    double t4 = alig_time();
     float count = tail[ALIG_TAIL_COUNT];
     t->stop_requested = tail[ALIG_TAIL_STOP] > 0.0f;
     /* mean gradient = sums / count; the division is folded into the norm and the update */
     float inv_count = 1.0f / count;
     double loss = (double)tail[ALIG_TAIL_LOSS] / (double)count;
     double gn2 = alig_norm2(m->grads, m->n_params) * (double)inv_count * (double)inv_count;
-    if (!isfinite(loss) || !isfinite(gn2))
+    alig_epoch_stats_t *s = &t->stats;
+    alig_step_info_t si;
+    /* every rank sees the same reduced values, so all take the same branch */
+    int finite = isfinite(loss) && isfinite(gn2);
+    if (!finite && !cfg->skip_nonfinite)
         return alig_fail(ALIG_E_NUMERIC,
                          "step %lld (epoch %lld, batch %lld): the loss (%g) or the gradient norm "
-                         "(%g) is not finite; parameters left as they were after step %lld",
+                         "(%g) is not finite; parameters left as they were after step %lld "
+                         "([run] nonfinite = skip would skip such steps)",
                          (long long)t->step + 1, (long long)t->epoch + 1, (long long)t->batch + 1,
                          loss, sqrt(gn2), (long long)t->step);
+    if (!finite) {
+        if (m->n_state > 0) /* the forward pass already folded this batch into bn's statistics */
+            memcpy(m->state, t->state_before, sizeof(float) * (size_t)m->n_state);
+        memset(&si, 0, sizeof si);
+        si.loss = loss;
+        si.grad_norm2 = gn2;
+        s->skipped++;
+        goto advance;
+    }
 
-    alig_step_info_t si;
-    double gamma = alig_step_size(&t->optim.opts, loss, gn2, &si);
+    double gamma;
+    if (t->optim.opts.kind == ALIG_OPT_ALIG) {
+        gamma = alig_step_size(&t->optim.opts, loss, gn2, &si);
+    } else { /* a baseline: the scheduled learning rate is the step size */
+        gamma = alig_optim_lr(&t->optim, t->epoch, t->step);
+        si = (alig_step_info_t){.loss = loss, .grad_norm2 = gn2, .step_unclipped = gamma,
+                                .step = gamma, .clipped = 0};
+    }
     alig_optim_apply(&t->optim, m->params, m->grads, inv_count, gamma);
-    if (info)
-        *info = si;
-    t->last = si;
 
-    alig_epoch_stats_t *s = &t->stats;
+    s->phase[ALIG_PHASE_DATA] += t1 - t0;
+    s->phase[ALIG_PHASE_FORWARD] += t2 - t1;
+    s->phase[ALIG_PHASE_BACKWARD] += t3 - t2;
+    s->phase[ALIG_PHASE_ALLREDUCE] += t4 - t3;
+    s->phase[ALIG_PHASE_OPTIMIZER] += alig_time() - t4;
     s->loss_sum += (double)tail[ALIG_TAIL_LOSS];
     s->correct += (int64_t)tail[ALIG_TAIL_CORRECT];
     s->samples += (int64_t)count;
@@ -165,10 +264,21 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     if (si.step > s->step_max)
         s->step_max = si.step;
 
+advance:
+    if (info)
+        *info = si;
+    t->last = si;
     t->step++;
     if (++t->batch == t->batches_per_epoch) {
         t->batch = 0;
         t->epoch++;
+    }
+    if (t->fault_kind == 3 && t->step == t->fault_step &&
+        alig_comm_rank(t->comm) == t->fault_rank) { /* test hook: flip a bit after the step */
+        uint32_t bits;
+        memcpy(&bits, m->params, sizeof bits);
+        bits ^= 1u;
+        memcpy(m->params, &bits, sizeof bits);
     }
     if (cfg->check_every > 0 && t->step % cfg->check_every == 0) {
         char what[64];
@@ -188,21 +298,25 @@ void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *
     alig_model_t *m = &t->model;
     int64_t eb = t->cfg->eval_batch_size;
     double sums[3] = {0.0, 0.0, 0.0}; /* loss, correct, count */
+    m->training = 0; /* bn running statistics, no dropout */
+    m->sample_ids = NULL;
     for (int64_t start = 0; start < ds->n; start += eb) {
         int64_t n = ds->n - start < eb ? ds->n - start : eb;
         int64_t lo, hi;
         alig_batch_slice(n, alig_comm_rank(t->comm), alig_comm_size(t->comm), &lo, &hi);
         int64_t local = hi - lo;
-        if (local == 0)
-            continue;
-        for (int64_t i = 0; i < local; i++) /* evaluation reads in file order */
-            t->eval_index[i] = start + lo + i;
-        alig_dataset_gather(ds, t->eval_index, local, alig_model_input(m), t->labels);
-        int64_t correct = 0;
-        sums[0] += alig_model_forward(m, local, t->labels, &correct);
-        sums[1] += (double)correct;
-        sums[2] += (double)local;
+        for (int64_t c0 = 0; c0 < local; c0 += m->max_batch) { /* chunks the model holds */
+            int64_t k = local - c0 < m->max_batch ? local - c0 : m->max_batch;
+            for (int64_t i = 0; i < k; i++) /* evaluation reads in file order */
+                t->eval_index[i] = start + lo + c0 + i;
+            alig_dataset_gather(ds, t->eval_index, k, alig_model_input(m), t->labels);
+            int64_t correct = 0;
+            sums[0] += alig_model_forward(m, k, t->labels, &correct);
+            sums[1] += (double)correct;
+            sums[2] += (double)k;
+        }
     }
+    m->training = 1;
     alig_comm_allreduce_sum_d(t->comm, sums, 3);
     *loss = sums[2] > 0 ? sums[0] / sums[2] : NAN;
     *accuracy = sums[2] > 0 ? sums[1] / sums[2] : NAN;
@@ -221,14 +335,62 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     fprintf(log, "batch: %d global, %d per rank (at most), %lld steps per epoch%s\n",
             cfg->batch_size, (cfg->batch_size + world - 1) / world,
             (long long)t->batches_per_epoch, cfg->drop_last ? " (last partial batch dropped)" : "");
-    fprintf(log, "model: %s (%lld parameters)\n", cfg->layers, (long long)t->model.n_params);
+    fprintf(log, "model: %s%s%s (%lld parameters)\n", cfg->preset[0] ? cfg->preset : "",
+            cfg->preset[0] ? " = " : "", t->model.spec, (long long)t->model.n_params);
+    if (t->aug.crop || t->aug.flip)
+        fprintf(log, "augmentation: random crop with padding %d, horizontal flip %s\n",
+                t->aug.crop, t->aug.flip ? "on" : "off");
     char lr[32] = "none", mn[32] = "none";
     if (!isnan(cfg->max_lr))
         snprintf(lr, sizeof lr, "%g", cfg->max_lr);
     if (isfinite(cfg->max_norm))
         snprintf(mn, sizeof mn, "%g", cfg->max_norm);
-    fprintf(log, "optimizer: ALI-G max_lr %s, momentum %g (%s), delta %g, max_norm %s\n", lr,
-            cfg->momentum, cfg->adjusted_momentum ? "adjusted" : "standard", cfg->delta, mn);
+    const alig_optim_opts_t *o = &t->optim.opts;
+    if (o->kind == ALIG_OPT_ALIG)
+        fprintf(log, "optimizer: ALI-G max_lr %s, momentum %g (%s), delta %g, max_norm %s\n", lr,
+                cfg->momentum, cfg->adjusted_momentum ? "adjusted" : "standard", cfg->delta, mn);
+    else if (o->kind == ALIG_OPT_SGD)
+        fprintf(log, "optimizer: SGD lr %g (schedule %s), momentum %g (%s), weight decay %g, "
+                "max_norm %s\n", cfg->lr, cfg->schedule, cfg->momentum,
+                cfg->nesterov ? "Nesterov" : "heavy-ball", cfg->weight_decay, mn);
+    else
+        fprintf(log, "optimizer: %s lr %g (schedule %s), betas %g %g, eps %g, weight decay %g, "
+                "max_norm %s\n", alig_optim_name(o->kind), cfg->lr, cfg->schedule, cfg->beta1,
+                cfg->beta2, cfg->eps, cfg->weight_decay, mn);
+    fflush(log);
+}
+
+/* The live progress line: on a terminal, one line rewritten in place twice a
+ * second; in a batch log, a plain line every 30 seconds (never a carriage return). */
+typedef struct {
+    int tty;
+    int shown;   /* characters of the live line on screen (0: none) */
+    double last; /* when the last line was printed */
+} progress_t;
+
+static void progress_(const alig_trainer_t *t, progress_t *p, FILE *log)
+{
+    double now = alig_time();
+    if (now - p->last < (p->tty ? 0.5 : 30.0) || t->stats.seconds <= 0)
+        return;
+    p->last = now;
+    const alig_epoch_stats_t *s = &t->stats;
+    double rate = (double)s->samples / s->seconds;
+    int64_t steps_left = (t->cfg->epochs - t->epoch) * t->batches_per_epoch - t->batch;
+    if (t->cfg->max_steps > 0 && t->cfg->max_steps - t->step < steps_left)
+        steps_left = t->cfg->max_steps - t->step;
+    double eta = (double)steps_left * s->seconds / (double)(s->steps ? s->steps : 1);
+    char line[160];
+    int n = snprintf(line, sizeof line,
+                     "epoch %lld: step %lld/%lld  loss %.4f  %.0f samples/s  ETA %.0f s",
+                     (long long)t->epoch + 1, (long long)t->batch, (long long)t->batches_per_epoch,
+                     s->loss_sum / (double)(s->samples ? s->samples : 1), rate, eta);
+    if (p->tty) {
+        fprintf(log, "\r%s%*s", line, p->shown > n ? p->shown - n : 0, "");
+        p->shown = n;
+    } else {
+        fprintf(log, "%s\n", line);
+    }
     fflush(log);
 }
 
@@ -238,25 +400,48 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
     int root = alig_comm_rank(t->comm) == 0;
     if (root)
         print_start_(t, log);
+    int rc = alig_ckpt_begin(t, log); /* checkpoint directory; resume */
+    if (rc)
+        return rc;
+    if (root) /* after a resume, drop metrics rows written past the checkpoint's step */
+        rc = alig_metrics_open(&t->metrics, cfg->out_dir, t->step > 0 ? t->step : -1);
+    if ((rc = alig_comm_agree(t->comm, rc)))
+        return rc;
     double t_start = alig_time();
+    progress_t progress = {.tty = root && isatty(fileno(log)), .last = t_start};
     while (t->epoch < cfg->epochs && (cfg->max_steps == 0 || t->step < cfg->max_steps)) {
         int64_t epoch = t->epoch;
-        int rc = alig_trainer_step(t, NULL);
+        rc = alig_trainer_step(t, NULL);
         if (rc) {
             if (root)
                 fprintf(stderr, "alig-train: %s: %s\n", alig_status_name(rc), alig_error_message());
             return rc;
         }
+        if (root && cfg->metrics_every > 0 && t->step % cfg->metrics_every == 0) {
+            alig_metrics_step_t row = {.step = t->step, .epoch = epoch + 1, .loss = t->last.loss,
+                                       .step_size = t->last.step,
+                                       .step_unclipped = t->last.step_unclipped,
+                                       .clipped = t->last.clipped,
+                                       .grad_norm = sqrt(t->last.grad_norm2)};
+            alig_metrics_step(&t->metrics, &row);
+        }
+        if (root)
+            progress_(t, &progress, log);
         if (root && cfg->log_every > 0 && t->step % cfg->log_every == 0)
             fprintf(log, "  step %lld  loss %.5f  step size %.5g%s  |g| %.4g\n", (long long)t->step,
                     t->last.loss, t->last.step, t->last.clipped ? " (clipped)" : "",
                     sqrt(t->last.grad_norm2));
-        if (t->stop_requested)
-            return ALIG_E_PREEMPTED;
         int epoch_done = t->epoch != epoch;
         int last = t->epoch >= cfg->epochs || (cfg->max_steps && t->step >= cfg->max_steps);
-        if (!epoch_done && !last)
+        /* a stop signal: checkpoint and return ALIG_E_PREEMPTED (after the
+         * epoch line when this step ended an epoch, so its stats are not lost) */
+        if (t->stop_requested && !epoch_done && !last)
+            return alig_ckpt_stop(t, log);
+        if (!epoch_done && !last) {
+            if ((rc = alig_ckpt_after_step(t, 0, log)))
+                return rc;
             continue;
+        }
 
         alig_epoch_stats_t *s = &t->stats;
         double test_loss = NAN, test_acc = NAN;
@@ -264,24 +449,56 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
                    (last || (epoch + 1) % cfg->eval_every == 0);
         if (eval)
             alig_trainer_evaluate(t, &t->test, &test_loss, &test_acc);
+        char skipped[64] = "";
+        if (s->skipped)
+            snprintf(skipped, sizeof skipped, "  skipped %lld non-finite step(s)",
+                     (long long)s->skipped);
         if (root) {
+            if (progress.shown) /* clear the live line */
+                fprintf(log, "\r%*s\r", progress.shown, "");
+            progress.shown = 0;
+            alig_metrics_epoch_t row = {
+                .epoch = epoch + 1, .step = t->step,
+                .train_loss = s->loss_sum / (double)s->samples,
+                .train_acc = (double)s->correct / (double)s->samples,
+                .test_loss = test_loss, .test_acc = test_acc,
+                .step_mean = s->step_sum / (double)s->steps, .step_min = s->step_min,
+                .step_max = s->step_max, .clipped_frac = (double)s->clipped / (double)s->steps,
+                .weight_norm = sqrt(alig_norm2(t->model.params, t->model.n_params)),
+                .seconds = alig_time() - t_start,
+                .samples_per_s = (double)s->samples / s->seconds, .skipped = s->skipped};
+            alig_metrics_epoch(&t->metrics, &row);
             fprintf(log,
                     "epoch %3lld%s  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  "
-                    "step mean %.4g [%.3g, %.3g] clipped %5.1f%%  %.0f samples/s  %.1f s\n",
+                    "step mean %.4g [%.3g, %.3g] clipped %5.1f%%  %.0f samples/s  %.1f s%s\n",
                     (long long)epoch + 1, epoch_done ? "" : "*", s->loss_sum / (double)s->samples,
                     100.0 * (double)s->correct / (double)s->samples, test_loss, 100.0 * test_acc,
                     s->step_sum / (double)s->steps, s->step_min, s->step_max,
                     100.0 * (double)s->clipped / (double)s->steps,
-                    (double)s->samples / s->seconds, alig_time() - t_start);
+                    (double)s->samples / s->seconds, alig_time() - t_start, skipped);
+            if (cfg->profile) {
+                static const char *const names[ALIG_N_PHASES] = {"data", "forward", "backward",
+                                                                 "allreduce", "optimizer"};
+                fprintf(log, "profile: %.2f ms/step:", 1e3 * s->seconds / (double)s->steps);
+                for (int k = 0; k < ALIG_N_PHASES; k++)
+                    fprintf(log, " %s %.1f%%", names[k], 100.0 * s->phase[k] / s->seconds);
+                fprintf(log, " (rank 0)\n");
+            }
             fflush(log);
         }
-        reset_stats_(s);
+        if (epoch_done) /* a partial epoch (max_steps) keeps its stats for the final checkpoint */
+            reset_stats_(s);
+        if (t->stop_requested && !last)
+            return alig_ckpt_stop(t, log);
+        if ((rc = alig_ckpt_after_step(t, epoch_done, log)))
+            return rc;
     }
-    return ALIG_OK;
+    return alig_ckpt_end(t, log); /* the final checkpoint */
 }
 
 void alig_trainer_free(alig_trainer_t *t)
 {
+    alig_metrics_close(&t->metrics);
     alig_dataset_free(&t->train);
     alig_dataset_free(&t->test);
     alig_model_free(&t->model);
@@ -289,5 +506,7 @@ void alig_trainer_free(alig_trainer_t *t)
     free(t->perm);
     free(t->labels);
     free(t->eval_index);
+    free(t->state_before);
+    alig_ckpt_free(t->ckpt);
     memset(t, 0, sizeof *t);
 }

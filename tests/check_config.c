@@ -329,7 +329,11 @@ static const struct {
      "one of: none, standard"},
     {"[model]\ninit = xavier\n", "x.ini:2:", "[model] init = xavier", "one of: auto, he, glorot"},
     {"[model]\nlayers =\n", "x.ini:2:", "[model] layers", "empty value"},
-    {"[optimizer]\nname = sgd\n", "x.ini:2:", "[optimizer] name = sgd", "one of: alig"},
+    {"[optimizer]\nname = rmsprop\n", "x.ini:2:", "[optimizer] name = rmsprop",
+     "one of: alig, sgd, adam, adamw"},
+    {"[optimizer]\nschedule = linear\n", "x.ini:2:", "[optimizer] schedule = linear",
+     "one of: none, step, cosine"},
+    {"[optimizer]\nbeta2 = 1\n", "x.ini:2:", "[optimizer] beta2 = 1", "[0, 1)"},
     {"[optimizer]\nmomentum_type = nesterov\n", "x.ini:2:", "[optimizer] momentum_type = nesterov",
      "one of: standard, adjusted"},
     {"[optimizer]\nmomentum = 1\n", "x.ini:2:", "[optimizer] momentum = 1", "[0, 1)"},
@@ -650,6 +654,38 @@ START_TEST(test_set_errors)
 }
 END_TEST
 
+START_TEST(test_optimizer_schedule_checks)
+{
+    /* ALI-G takes no schedule */
+    PARSE_OK("[optimizer]\nschedule = cosine\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "schedule = cosine",
+                 "takes no learning-rate schedule");
+    /* a step schedule needs milestones, which must increase */
+    alig_config_defaults(&cfg);
+    PARSE_OK("[optimizer]\nname = sgd\nschedule = step\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "needs milestones");
+    alig_config_defaults(&cfg);
+    PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 30, 20\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "milestones = 30, 20",
+                 "increasing");
+    alig_config_defaults(&cfg);
+    PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 5,x\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "milestones = 5,x");
+    alig_config_defaults(&cfg);
+    PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 3, 7,12\nlr = 0.05\n"
+             "nesterov = yes\nweight_decay = 5e-4\n");
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+    int m[ALIG_CONFIG_MAX_MILESTONES];
+    ck_assert_int_eq(alig_config_milestones(&cfg, m), 3);
+    ck_assert_int_eq(m[0], 3);
+    ck_assert_int_eq(m[1], 7);
+    ck_assert_int_eq(m[2], 12);
+    ck_assert_double_eq(cfg.lr, 0.05);
+    ck_assert_double_eq(cfg.weight_decay, 5e-4);
+    ck_assert_int_eq(cfg.nesterov, 1);
+}
+END_TEST
+
 START_TEST(test_validate_world_size)
 {
     cfg.batch_size = 3;
@@ -780,6 +816,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_partial_keeps_defaults);
     tcase_add_test(tc, test_crlf_bom_indent);
     tcase_add_test(tc, test_value_starting_with_comment_char);
+    tcase_add_test(tc, test_optimizer_schedule_checks);
     tcase_add_test(tc, test_unknown_section);
     tcase_add_test(tc, test_unknown_key);
     tcase_add_test(tc, test_key_outside_section);

@@ -16,7 +16,8 @@ const char *test_tmpdir(void)
 int main(int argc, char **argv)
 {
     Suite *(*suites[])(void) = {rng_suite, config_suite, data_suite, model_suite, optim_suite,
-                                train_suite, mpi_suite};
+                                train_suite, layers_suite, datasets_suite, mpi_suite, reference_suite,
+                                ckpt_suite, faults_suite, metrics_suite};
     SRunner *sr = NULL;
     for (size_t i = 0; i < sizeof suites / sizeof suites[0]; i++) {
         Suite *s = suites[i]();

@@ -167,6 +167,128 @@ START_TEST(norm2_sums_squares)
 }
 END_TEST
 
+/* ---- baselines: w = (1, -2), g1 = (0.5, 1), g2 = (-1, 0.5), as above ---- */
+
+static alig_optim_opts_t base_(int kind, double lr, double momentum, double wd)
+{
+    alig_optim_opts_t o = {.kind = kind, .lr = lr, .momentum = momentum, .weight_decay = wd,
+                           .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .max_lr = NAN,
+                           .delta = 1e-5, .max_norm = INFINITY};
+    return o;
+}
+
+static void two_steps_(alig_optim_t *opt, float *w)
+{
+    float g1[2] = {0.5f, 1.0f}, g2[2] = {-1.0f, 0.5f};
+    alig_optim_apply(opt, w, g1, 1.0f, alig_optim_lr(opt, 0, 0));
+    alig_optim_apply(opt, w, g2, 1.0f, alig_optim_lr(opt, 0, 1));
+}
+
+START_TEST(sgd_heavy_ball_with_weight_decay)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = base_(ALIG_OPT_SGD, 0.1, 0.9, 0.01);
+    alig_optim_init(&opt, &o, 2);
+    float w[2] = {1.0f, -2.0f}, g1[2] = {0.5f, 1.0f}, g2[2] = {-1.0f, 0.5f};
+    alig_optim_apply(&opt, w, g1, 1.0f, 0.1);
+    /* d = g + 0.01 w = (0.51, 0.98); v = d; w -= 0.1 v */
+    ck_assert_double_eq_tol(w[0], 0.949, TOL);
+    ck_assert_double_eq_tol(w[1], -2.098, TOL);
+    alig_optim_apply(&opt, w, g2, 1.0f, 0.1);
+    /* d = (-1 + 0.00949, 0.5 - 0.02098); v = 0.9 (0.51, 0.98) + d = (-0.53151, 1.36102) */
+    ck_assert_double_eq_tol(opt.v[0], -0.53151, TOL);
+    ck_assert_double_eq_tol(opt.v[1], 1.36102, TOL);
+    ck_assert_double_eq_tol(w[0], 1.002151, TOL);
+    ck_assert_double_eq_tol(w[1], -2.234102, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(sgd_nesterov_and_gradient_scale)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = base_(ALIG_OPT_SGD, 0.1, 0.9, 0.0);
+    o.nesterov = 1;
+    alig_optim_init(&opt, &o, 2);
+    float w[2] = {1.0f, -2.0f};
+    /* gradient SUMS over 4 samples with scale 1/4 must equal the mean gradient */
+    float g1[2] = {2.0f, 4.0f}, g2[2] = {-4.0f, 2.0f};
+    alig_optim_apply(&opt, w, g1, 0.25f, 0.1);
+    /* v = (0.5, 1); w -= 0.1 (g + 0.9 v) = 0.1 (0.95, 1.9) */
+    ck_assert_double_eq_tol(w[0], 0.905, TOL);
+    ck_assert_double_eq_tol(w[1], -2.19, TOL);
+    alig_optim_apply(&opt, w, g2, 0.25f, 0.1);
+    /* v = 0.9 (0.5, 1) + (-1, 0.5) = (-0.55, 1.4); w -= 0.1 ((-1, 0.5) + 0.9 v) */
+    ck_assert_double_eq_tol(w[0], 1.0545, TOL);
+    ck_assert_double_eq_tol(w[1], -2.366, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(adam_and_adamw_two_steps)
+{
+    /* step 1: m = 0.1 g, s = 0.001 g^2, bias-corrected to g and g^2: w -= 0.1 g/|g| */
+    /* step 2 (component 0): m = 0.045 - 0.1 = -0.055, s = 0.00024975 + 0.001,
+     * w = 0.9 - 0.1 (m / 0.19) / (sqrt(s) / sqrt(1 - 0.999^2)) = 0.9366103542405654 */
+    alig_optim_t opt;
+    alig_optim_opts_t o = base_(ALIG_OPT_ADAM, 0.1, 0, 0);
+    alig_optim_init(&opt, &o, 2);
+    float w[2] = {1.0f, -2.0f};
+    two_steps_(&opt, w);
+    ck_assert_int_eq(opt.t, 2);
+    ck_assert_double_eq_tol(w[0], 0.9366103542405654, TOL);
+    ck_assert_double_eq_tol(w[1], -2.193217961701839, TOL);
+    alig_optim_free(&opt);
+
+    /* Adam with L2 0.1: the decay goes through the moments */
+    o = base_(ALIG_OPT_ADAM, 0.1, 0, 0.1);
+    alig_optim_init(&opt, &o, 2);
+    float w2[2] = {1.0f, -2.0f};
+    two_steps_(&opt, w2);
+    ck_assert_double_eq_tol(w2[0], 0.9252635194456061, TOL);
+    ck_assert_double_eq_tol(w2[1], -2.1883622761652832, TOL);
+    alig_optim_free(&opt);
+
+    /* AdamW 0.1: w *= 1 - 0.1*0.1 before each Adam step */
+    o = base_(ALIG_OPT_ADAMW, 0.1, 0, 0.1);
+    alig_optim_init(&opt, &o, 2);
+    float w3[2] = {1.0f, -2.0f};
+    two_steps_(&opt, w3);
+    ck_assert_double_eq_tol(w3[0], 0.9177103542205653, TOL);
+    ck_assert_double_eq_tol(w3[1], -2.152417961711839, TOL);
+    alig_optim_free(&opt);
+}
+END_TEST
+
+START_TEST(learning_rate_schedules)
+{
+    alig_optim_t opt;
+    alig_optim_opts_t o = base_(ALIG_OPT_SGD, 0.1, 0.9, 0);
+    o.schedule = ALIG_SCHED_STEP;
+    o.milestones[0] = 3;
+    o.milestones[1] = 6;
+    o.n_milestones = 2;
+    o.decay = 0.1;
+    alig_optim_init(&opt, &o, 2);
+    /* epochs 0..2: 0.1; 3..5: 0.01; 6..: 0.001 (PyTorch MultiStepLR) */
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 0, 0), 0.1, 1e-15);
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 2, 999), 0.1, 1e-15);
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 3, 0), 0.01, 1e-15);
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 6, 0), 0.001, 1e-15);
+    alig_optim_free(&opt);
+
+    o.schedule = ALIG_SCHED_COSINE;
+    o.total_steps = 100;
+    alig_optim_init(&opt, &o, 2);
+    /* 0.05 (1 + cos(pi t / T)): 0.1 at 0, 0.05 at T/2, 0 at T */
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 0, 0), 0.1, 1e-15);
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 0, 25), 0.08535533905932738, 1e-12);
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 0, 50), 0.05, 1e-12);
+    ck_assert_double_eq_tol(alig_optim_lr(&opt, 0, 100), 0.0, 1e-12);
+    alig_optim_free(&opt);
+}
+END_TEST
+
 Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -178,6 +300,10 @@ Suite *optim_suite(void)
     tcase_add_test(tc, adjusted_nesterov_two_steps_no_max_lr);
     tcase_add_test(tc, projection_active_and_inactive);
     tcase_add_test(tc, norm2_sums_squares);
+    tcase_add_test(tc, sgd_heavy_ball_with_weight_decay);
+    tcase_add_test(tc, sgd_nesterov_and_gradient_scale);
+    tcase_add_test(tc, adam_and_adamw_two_steps);
+    tcase_add_test(tc, learning_rate_schedules);
     suite_add_tcase(s, tc);
     return s;
 }

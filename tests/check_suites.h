@@ -14,8 +14,14 @@ Suite *rng_suite(void);
 Suite *model_suite(void);
 Suite *optim_suite(void);
 Suite *train_suite(void);
+Suite *layers_suite(void);
+Suite *datasets_suite(void);
 
 Suite *mpi_suite(void);
+Suite *reference_suite(void);
+Suite *ckpt_suite(void);
+Suite *faults_suite(void);
+Suite *metrics_suite(void);
 
 #include <stddef.h>
 #include <stdint.h>

@@ -14,4 +14,4 @@ if [ "${ALIG_SANITIZE:-0}" = 1 ]; then
     export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
     export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 fi
-exec "$ALIG_BUILD/tests/check_alig" "$@"
+"$ALIG_BUILD/tests/check_alig" "$@"  # not exec: the EXIT trap must remove the scratch dir

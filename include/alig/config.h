@@ -32,9 +32,12 @@ typedef struct {
     int threads;                /* threads = 0; >= 0, BLAS threads per rank (0: auto from affinity) */
     int log_every;              /* log_every = 0; >= 0, print a step line every N steps (0: never) */
     int check_every;            /* check_every = 100; >= 0, compare a parameter checksum across ranks every N steps (0: never) */
+    int profile;                /* profile = false; boolean: print the time split of a step (data, forward, backward, allreduce, optimizer) each epoch */
+    int metrics_every;          /* metrics_every = 10; >= 0, a steps.csv row every N steps (0: none) */
+    int skip_nonfinite;         /* nonfinite = stop; one of: stop (0: exit 5 naming the step), skip (1: skip the step, count it) */
 
     /* [data] */
-    char format[16];            /* format = idx; one of: idx */
+    char format[16];            /* format = idx; one of: idx, cifar10, cifar100, hdf5 (alig/data.h, docs/datasets.md) */
     char train_images[ALIG_PATH_MAX]; /* default /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz */
     char train_labels[ALIG_PATH_MAX]; /* default .../train-labels-idx1-ubyte.gz */
     char test_images[ALIG_PATH_MAX];  /* default .../t10k-images-idx3-ubyte.gz; "" or none: no test set */
@@ -43,11 +46,21 @@ typedef struct {
     int drop_last;              /* drop_last = false; boolean: drop the final partial batch of an epoch */
     int64_t train_limit;        /* train_limit = 0; >= 0, use only the first N training samples (0: all) */
     int64_t test_limit;         /* test_limit = 0; >= 0, same for the test set */
-    char normalize[16];         /* normalize = standard; one of: none (x/255), standard (per-channel mean/std of the training set) */
+    char normalize[16];         /* normalize = standard; one of: none (x/255), standard (per-channel mean/std of the training set), given (mean, std below) */
+    char mean[256];             /* mean = none; "" here; per-channel means for normalize = given, e.g. 0.4914, 0.4822, 0.4465 */
+    char std[256];              /* std = none; "" here; per-channel standard deviations for normalize = given */
+    char hdf5_images[128];      /* hdf5_images = images; HDF5 dataset holding the images */
+    char hdf5_labels[128];      /* hdf5_labels = labels; HDF5 dataset holding the labels */
+    char hdf5_test_images[128]; /* hdf5_test_images = none; "" here: same name as hdf5_images */
+    char hdf5_test_labels[128]; /* hdf5_test_labels = none; "" here: same name as hdf5_labels */
+    char hdf5_layout[8];        /* hdf5_layout = nchw; one of: nchw, nhwc (4-D image datasets) */
+    int augment_crop;           /* augment_crop = 0; >= 0, random-crop padding in pixels for training samples (0: off) */
+    int augment_flip;           /* augment_flip = false; boolean: random horizontal flips of training samples */
 
     /* [model] */
     char layers[ALIG_SPEC_MAX]; /* layers = dense 1024, relu, dense 1024, relu, dense 10 (see docs/config.md) */
     char init[16];              /* init = auto; one of: auto (He before ReLU, Glorot otherwise), he, glorot */
+    char preset[64];            /* preset = none; "" here; mlp, cnn or wrn-D-K[-P] instead of layers (alig_model_preset) */
 
     /* [optimizer] */
     char optimizer[16];         /* name = alig; one of: alig */
@@ -56,10 +69,29 @@ typedef struct {
     double momentum;            /* momentum = 0.9; number in [0, 1) */
     int adjusted_momentum;      /* momentum_type = standard; one of: standard (0), adjusted (1) */
     double max_norm;            /* max_norm = none; "none" (INFINITY here: no projection) or a number > 0 */
+    /* baselines (name = sgd | adam | adamw); ALI-G ignores these */
+    double lr;                  /* lr = 0.1; number > 0, base learning rate */
+    double weight_decay;        /* weight_decay = 0; number >= 0 (SGD/Adam: L2 in the gradient; AdamW: decoupled) */
+    int nesterov;               /* nesterov = false; SGD: Nesterov instead of heavy-ball momentum */
+    double beta1, beta2;        /* beta1 = 0.9, beta2 = 0.999; numbers in [0, 1) (Adam/AdamW) */
+    double eps;                 /* eps = 1e-8; number > 0 (Adam/AdamW) */
+    char schedule[16];          /* schedule = none; one of: none, step (x decay at each milestone epoch), cosine */
+    char milestones[256];       /* milestones = none; increasing epochs, e.g. "30, 60, 90" */
+    double decay;               /* decay = 0.1; number in (0, 1], factor per milestone */
 
     /* [eval] */
     int eval_every;             /* every = 1; >= 0, evaluate on the test set every N epochs (0: never) */
     int eval_batch_size;        /* batch_size = 1000; >= 1, global evaluation batch */
+
+    /* [checkpoint] (alig/ckpt.h, docs/checkpoint-format.md) */
+    char ckpt_dir[ALIG_PATH_MAX];    /* dir = .; checkpoint directory, relative to out_dir unless absolute */
+    int ckpt_every_steps;            /* every_steps = 0; >= 0, save every N global steps (0: never) */
+    int ckpt_every_epochs;           /* every_epochs = 1; >= 0, save every N epochs (0: never) */
+    int ckpt_keep;                   /* keep = 3; >= 0, newest checkpoints kept (0: all) */
+    int ckpt_at_end;                 /* at_end = true; boolean: save when training ends */
+    char ckpt_resume[ALIG_PATH_MAX]; /* resume = auto; auto, never, or a checkpoint file or directory */
+    char ckpt_init[ALIG_PATH_MAX];   /* init = none; "" here: HDF5 file to take the initial parameters from */
+    char ckpt_signals[64];           /* signals = TERM, USR1; signals that checkpoint and stop (exit 75), or none */
 
     /* provenance */
     char path[ALIG_PATH_MAX];   /* file the config came from ("" if from a string) */
@@ -97,6 +129,24 @@ int alig_config_set(alig_config_t *cfg, const char *assignment);
  * size). Call after all parsing. Returns ALIG_OK or ALIG_E_CONFIG.
  */
 int alig_config_validate(const alig_config_t *cfg, int world_size);
+
+#define ALIG_CONFIG_MAX_MILESTONES 16
+
+/*
+ * Parse [optimizer] milestones into out (ALIG_CONFIG_MAX_MILESTONES ints).
+ * Returns their number (0 when unset) or -1 with an ALIG_E_CONFIG message.
+ */
+int alig_config_milestones(const alig_config_t *cfg, int *out);
+
+#define ALIG_CONFIG_MAX_SIGNALS 8
+
+/*
+ * Parse [checkpoint] signals, e.g. "TERM, USR1" (names with or without SIG,
+ * any case, separated by commas or spaces; "none" alone for none) into
+ * sigs[0..max). Accepted: TERM, USR1, USR2, INT, HUP, XCPU. Returns their
+ * number (0 for none) or -1 with an ALIG_E_CONFIG message naming the entry.
+ */
+int alig_config_signals(const alig_config_t *cfg, int *sigs, int max);
 
 /* Print every key with its current value as a valid INI file. */
 void alig_config_write(FILE *f, const alig_config_t *cfg);

@@ -20,7 +20,23 @@
 #define ALIG_REDUCE_TAIL 4  /* extra floats after the gradients in `grads` */
 #define ALIG_NAME_MAX 64
 
-typedef enum { ALIG_LAYER_DENSE, ALIG_LAYER_RELU } alig_layer_kind_t;
+/* Layer kinds; the layer-list word of each is in docs/config.md. */
+typedef enum {
+    ALIG_LAYER_DENSE,   /* dense N */
+    ALIG_LAYER_RELU,    /* relu */
+    ALIG_LAYER_CONV,    /* conv C kK sS pP [nobias]: 2-D convolution, im2col + sgemm */
+    ALIG_LAYER_MAXPOOL, /* maxpool K sS pP */
+    ALIG_LAYER_AVGPOOL, /* avgpool K sS pP (padding counts as zeros in the mean) */
+    ALIG_LAYER_GAP,     /* gap: global average pool to (C, 1, 1) */
+    ALIG_LAYER_BN,      /* bn: batch normalisation over (N, H, W) per channel */
+    ALIG_LAYER_DROPOUT, /* dropout P */
+    ALIG_LAYER_FLATTEN, /* flatten: (C, H, W) -> (C*H*W, 1, 1), a copy */
+    ALIG_LAYER_ADD      /* the sum that closes a res(...) block */
+} alig_layer_kind_t;
+
+/* Batch normalisation constants, as torch.nn.BatchNorm2d's defaults. */
+#define ALIG_BN_EPS 1e-5
+#define ALIG_BN_MOMENTUM 0.1
 
 /* A named parameter tensor: a view into params/grads. */
 typedef struct {
@@ -31,15 +47,36 @@ typedef struct {
     int64_t size;             /* product of shape */
 } alig_tensor_t;
 
+/*
+ * One node of the network. Nodes run in index order; node i reads
+ * acts[src] (and acts[src2] for add) and writes acts[i + 1]. A plain list
+ * has src == i; inside a res(...) block the shortcut branch reads the
+ * block's input, and the closing add node reads both branch outputs.
+ * Activations are NCHW: a sample is (c, h, w) contiguous, h = w = 1 after
+ * dense, gap and flatten.
+ */
 typedef struct {
     alig_layer_kind_t kind;
     char name[32];            /* "<index>_<kind>", e.g. "02_dense" */
     int64_t in_dim, out_dim;  /* values per sample in and out */
-    int units;                /* dense: outputs */
+    int units;                /* dense: outputs; conv: output channels */
     int first_tensor, n_tensors; /* into alig_model_t.tensors */
-    /* dense views (NULL for other kinds) */
-    float *w, *b;             /* w: (units, in_dim) row-major like PyTorch; b: (units) */
+    /* parameter views (NULL when the kind has none):
+     *   dense: w (units, in_dim) row-major like PyTorch, b (units)
+     *   conv:  w (out_c, in_c, k, k) like PyTorch, b (out_c) or NULL with nobias
+     *   bn:    w = gamma (c), b = beta (c) */
+    float *w, *b;
     float *gw, *gb;           /* gradient sums, same shapes */
+    int src, src2;            /* input activation index (src2: second input of add, else -1) */
+    int acc_src, acc_src2;    /* backward adds into dacts[src] (1) or overwrites it (0) */
+    int in_c, in_h, in_w;     /* input sample shape (of acts[src]) */
+    int out_c, out_h, out_w;  /* output sample shape */
+    int k, stride, pad;       /* conv and pooling window */
+    int bias;                 /* conv: 1 with a bias (the default), 0 with nobias */
+    float p;                  /* dropout probability */
+    int first_state, n_state_tensors; /* bn: into alig_model_t.state_tensors */
+    float *run_mean, *run_var;/* bn: running statistics (out_c), views into state */
+    size_t aux;               /* byte offset of this node's scratch in alig_model_t.aux */
 } alig_layer_t;
 
 typedef struct {
@@ -59,17 +96,32 @@ typedef struct {
     float *state;             /* (n_state) saved in checkpoints; not reduced, not projected */
     int training;             /* 1 in training mode (batch statistics, dropout), 0 to evaluate */
     int64_t max_batch;        /* most samples one forward/backward call may take */
-    float **acts;             /* acts[i]: (max_batch, dim) input of layer i; acts[n_layers] = logits */
+    float **acts;             /* acts[i]: (max_batch, dim) output of node i-1 (acts[0]: the input);
+                               * for a plain list acts[i] is the input of layer i; acts[n_layers] = logits */
     float **dacts;            /* gradient w.r.t. acts[i], same shapes (dacts[0] unused) */
     float *arena;             /* one allocation behind acts and dacts */
+    char *spec;               /* the layer list this model was built from (presets expanded) */
+    /* workspaces sized at build time from max_batch; no allocation after build */
+    float *col;               /* im2col buffer: largest conv's (in_c*k*k, out_h*out_w) */
+    unsigned char *aux;       /* per-node scratch: max-pool argmax, bn batch statistics, dropout masks */
+    /* dropout: a sample's mask depends only on (noise_seed, noise_step, sample id, node, element),
+     * so it does not depend on how a batch is split over ranks. The trainer sets noise_step to
+     * the global step and sample_ids to the dataset indices of the next forward call's samples
+     * (NULL: ids 0..n-1). */
+    uint64_t noise_seed;
+    int64_t noise_step;
+    const int64_t *sample_ids;
 } alig_model_t;
 
 /*
  * Build a model from a layer list such as "dense 1024, relu, dense 10"
  * (grammar in docs/config.md) for inputs of shape (c, h, w) and
  * n_classes outputs (n_classes <= 0: whatever the last layer gives), with
- * buffers for up to max_batch samples per call.
- * Parameters are zero until alig_model_init_params.
+ * buffers for up to max_batch samples per call. Lists may hold conv,
+ * pooling, bn, dropout, flatten and res(body | shortcut) blocks, e.g.
+ * "conv 16 k3 p1, bn, relu, res(conv 16 k3 p1, bn, relu, conv 16 k3 p1), gap, dense 10".
+ * Parameters are zero until alig_model_init_params; bn running statistics
+ * start at mean 0, variance 1; training = 1.
  * Returns ALIG_OK, ALIG_E_CONFIG (bad list, or a model that does not fit
  * the data: message names the layer) or ALIG_E_MEMORY.
  */
@@ -77,8 +129,23 @@ int alig_model_build(alig_model_t *m, const char *layers, int c, int h, int w, i
                      int64_t max_batch);
 
 /*
+ * Expand a preset into a layer list for n_classes outputs:
+ *   "mlp"           dense 1024, relu, dense 1024, relu, dense K
+ *   "cnn"           conv 32 k3 p1, relu, maxpool 2, conv 64 k3 p1, relu, maxpool 2,
+ *                   dense 128, relu, dense K   (the small CNN for 28x28 inputs)
+ *   "wrn-D-K[-P]"   Wide ResNet depth D = 6N+4, width K, optional dropout P
+ *                   inside each block (pre-activation blocks as in Zagoruyko &
+ *                   Komodakis 2016, the network of the ALI-G paper)
+ * Writes the list into buf. Returns ALIG_OK, or ALIG_E_CONFIG for an
+ * unknown or malformed name or a buf too small.
+ */
+int alig_model_preset(const char *name, int n_classes, char *buf, size_t size);
+
+/*
  * Seeded initialisation: init = "auto" (He normal for a dense layer
- * followed by ReLU, Glorot uniform otherwise), "he" or "glorot"; biases 0.
+ * followed by ReLU, possibly through bn/dropout, Glorot uniform otherwise),
+ * "he" or "glorot"; conv weights are always He normal with fan_in =
+ * in_c*k*k; biases 0; bn gamma 1, beta 0; running mean 0 and variance 1.
  * Draws from the stream (seed, ALIG_STREAM_INIT) in tensor order.
  */
 void alig_model_init_params(alig_model_t *m, uint64_t seed, const char *init);
@@ -87,7 +154,11 @@ void alig_model_init_params(alig_model_t *m, uint64_t seed, const char *init);
 static inline float *alig_model_input(alig_model_t *m) { return m->acts[0]; }
 
 /*
- * Forward n <= max_batch samples from alig_model_input(m). If y is not
+ * Forward n <= max_batch samples from alig_model_input(m). In training
+ * mode (m->training = 1) bn uses the statistics of these n samples and
+ * updates its running statistics (momentum 0.1, unbiased variance, as
+ * PyTorch), and dropout is on; with training = 0, bn uses the running
+ * statistics and dropout is the identity. If y is not
  * NULL, returns the SUM of softmax cross-entropy losses (computed in
  * double) and adds the number of correct argmax predictions to *correct
  * (when not NULL); with y NULL returns 0 and only the logits are set.

@@ -15,18 +15,41 @@
 
 #include <stdint.h>
 
+/* Optimizers. ALI-G is the method; the others are the baselines users compare
+ * it with (PyTorch semantics: torch.optim.SGD with dampening 0, Adam, AdamW). */
+enum { ALIG_OPT_ALIG = 0, ALIG_OPT_SGD = 1, ALIG_OPT_ADAM = 2, ALIG_OPT_ADAMW = 3 };
+
+/* Learning-rate schedules for the baselines (ALI-G needs none). */
+enum { ALIG_SCHED_NONE = 0, ALIG_SCHED_STEP = 1, ALIG_SCHED_COSINE = 2 };
+#define ALIG_MAX_MILESTONES 16
+
 typedef struct {
+    int kind;          /* ALIG_OPT_* */
+    /* ALI-G */
     double max_lr;     /* NAN: no clipping */
     double delta;      /* > 0 */
-    double momentum;   /* in [0, 1) */
+    double momentum;   /* in [0, 1); SGD momentum too */
     int adjusted;      /* 1: adjusted Nesterov form, 0: standard */
-    double max_norm;   /* INFINITY: no projection */
+    double max_norm;   /* INFINITY: no projection (applies to every optimizer) */
+    /* baselines */
+    double lr;             /* base learning rate */
+    double weight_decay;   /* SGD/Adam: L2 added to the gradient; AdamW: decoupled */
+    int nesterov;          /* SGD: Nesterov momentum instead of heavy-ball */
+    double beta1, beta2, eps; /* Adam/AdamW */
+    int schedule;          /* ALIG_SCHED_* */
+    int milestones[ALIG_MAX_MILESTONES]; /* step schedule: epochs (0-based counts) */
+    int n_milestones;
+    double decay;          /* step schedule: factor per milestone */
+    int64_t total_steps;   /* cosine schedule: steps of the whole run */
 } alig_optim_opts_t;
 
 typedef struct {
     alig_optim_opts_t opts;
     int64_t n;         /* parameters */
-    float *v;          /* (n) momentum buffer, zero at start; NULL when momentum == 0 */
+    float *v;          /* (n) momentum buffer (ALI-G, SGD) or Adam's first moment; zero at
+                        * start; NULL when not needed */
+    float *s;          /* (n) Adam's second moment; NULL otherwise */
+    int64_t t;         /* Adam: steps taken (bias correction) */
 } alig_optim_t;
 
 /* What one step did (identical on every rank). */
@@ -57,11 +80,18 @@ void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
                      alig_step_info_t *info);
 
 /*
- * The update alone, for a known step size gamma, with the mean gradient
- * given as g_scale * g (the trainer passes the gradient SUMS and
- * 1/count, saving a pass over the buffer); then the projection.
+ * The update alone, for a known step size gamma (ALI-G: from
+ * alig_step_size; baselines: the learning rate from alig_optim_lr), with
+ * the mean gradient given as g_scale * g (the trainer passes the gradient
+ * SUMS and 1/count, saving a pass over the buffer); then the projection.
  */
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma);
+
+/* A baseline's learning rate at (0-based epoch, 0-based global step). */
+double alig_optim_lr(const alig_optim_t *o, int64_t epoch, int64_t step);
+
+/* Short name: "ALI-G", "SGD", "Adam", "AdamW". */
+const char *alig_optim_name(int kind);
 
 /*
  * Project w onto the ball of radius max_norm: scale by max_norm/||w||

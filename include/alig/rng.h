@@ -17,7 +17,9 @@ typedef struct {
 /* Streams: distinct uses of one seed never share a sequence. */
 enum {
     ALIG_STREAM_INIT = 1,        /* parameter initialisation */
-    ALIG_STREAM_EPOCH = 2        /* data order; the epoch number is mixed in */
+    ALIG_STREAM_EPOCH = 2,       /* data order; the epoch number is mixed in */
+    ALIG_STREAM_AUGMENT = 3,     /* random crop and flip; epoch and sample index mixed in */
+    ALIG_STREAM_DROPOUT = 4      /* dropout masks; step, sample index and layer mixed in */
 };
 
 /* Seed from (seed, stream); equal inputs give equal sequences on every platform. */

@@ -22,16 +22,25 @@
 #include "alig/comm.h"
 #include "alig/config.h"
 #include "alig/data.h"
+#include "alig/metrics.h"
 #include "alig/model.h"
 #include "alig/optim.h"
 
 /* Slots of the reduction tail that follows the gradient sums in model.grads. */
 enum { ALIG_TAIL_LOSS = 0, ALIG_TAIL_CORRECT = 1, ALIG_TAIL_COUNT = 2, ALIG_TAIL_STOP = 3 };
 
+/* Phases of a step, timed on every rank (alig_epoch_stats_t.phase). */
+enum {
+    ALIG_PHASE_DATA, ALIG_PHASE_FORWARD, ALIG_PHASE_BACKWARD, ALIG_PHASE_ALLREDUCE,
+    ALIG_PHASE_OPTIMIZER, ALIG_N_PHASES
+};
+
 /* Per-epoch running statistics (reset at each epoch start). */
 typedef struct {
+    double phase[ALIG_N_PHASES]; /* seconds in each phase of the epoch's steps (this rank) */
     double loss_sum;        /* sum over steps of mean loss x samples */
     int64_t correct, samples, steps, clipped;
+    int64_t skipped;        /* steps skipped for a non-finite loss or gradient ([run] nonfinite = skip) */
     double step_sum, step_min, step_max;
     double seconds;         /* wall time spent in steps */
 } alig_epoch_stats_t;
@@ -45,16 +54,27 @@ typedef struct {
     int64_t *perm;                /* (train.n) order of epoch `perm_epoch` */
     int64_t perm_epoch;           /* -1: not computed yet */
     int32_t *labels;              /* (model.max_batch) labels of the local slice */
+    float *state_before;          /* (model.n_state) bn statistics before the current step */
     int64_t *eval_index;          /* (model.max_batch) sample indices of an evaluation slice */
+    alig_augment_t aug;           /* training-sample augmentation ([data] augment_*) */
     int64_t batches_per_epoch;
     /* training position: the next step is batch `batch` of epoch `epoch` */
     int64_t epoch, batch, step;
     alig_epoch_stats_t stats;
+    alig_metrics_t metrics;       /* steps.csv, epochs.csv (rank 0; closed elsewhere) */
     alig_step_info_t last;        /* the most recent step */
     int threads;                  /* BLAS threads of this rank */
     char threads_why[160];        /* how that number was chosen, for the log */
     volatile sig_atomic_t *stop_signal; /* set asynchronously (e.g. SIGTERM); may be NULL */
     int stop_requested;           /* some rank saw stop_signal at the last step */
+    struct alig_ckpt *ckpt;       /* checkpoint state (alig/ckpt.h); NULL until alig_trainer_run */
+    /* Test hook (tests/check_faults.c, tests/check_reference.c):
+     * ALIG_TEST_FAULT=KIND:STEP:RANK makes rank RANK, at global step STEP
+     * (1-based), produce a NaN loss (KIND nan), die by SIGKILL (kill), or
+     * flip the lowest bit of parameter 0 after the step (flip). Read once at
+     * init; never set in production. */
+    int fault_kind, fault_rank;   /* kind 0: none, 1: nan, 2: kill, 3: flip */
+    int64_t fault_step;
 } alig_trainer_t;
 
 /*
@@ -66,13 +86,16 @@ typedef struct {
 int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *comm);
 
 /*
- * One global step (collective). Fills *info (may be NULL). Returns ALIG_OK
- * or ALIG_E_NUMERIC on every rank when the global loss or gradient is not
- * finite (parameters are then left unchanged).
+ * One global step (collective). Fills *info (may be NULL). When the global
+ * loss or gradient is not finite, the parameters are left unchanged and,
+ * with [run] nonfinite = stop, every rank returns ALIG_E_NUMERIC; with
+ * skip, the step is counted in stats.skipped and training moves on.
  */
 int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info);
 
-/* Mean loss and accuracy on a dataset (collective). */
+/* Mean loss and accuracy on a dataset (collective), in evaluation mode (bn running
+ * statistics, no dropout; training mode is restored after), each rank's slice of an
+ * [eval] batch run in chunks of at most model.max_batch samples. */
 void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *loss,
                            double *accuracy);
 

@@ -1,0 +1,58 @@
+/*
+ * alig/metrics.h -- metrics files in the run directory (rank 0 only).
+ *
+ *   <out_dir>/steps.csv   one row every [run] metrics_every steps
+ *   <out_dir>/epochs.csv  one row per epoch
+ *
+ * CSV with a header line; columns are documented in docs/metrics.md. On
+ * resume, alig_metrics_open(..., resume_step) first drops rows written
+ * after the checkpoint's step (a run killed after its last checkpoint left
+ * them behind), so the files never hold a step twice or skip one.
+ */
+#ifndef ALIG_METRICS_H
+#define ALIG_METRICS_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    FILE *steps;   /* NULL when closed (ranks other than 0) */
+    FILE *epochs;
+} alig_metrics_t;
+
+/* One row of steps.csv. */
+typedef struct {
+    int64_t step;          /* global step, 1-based */
+    int64_t epoch;         /* 1-based epoch the step belongs to */
+    double loss;           /* mean loss of the global batch */
+    double step_size;      /* ALI-G: gamma used; other optimizers: learning rate */
+    double step_unclipped; /* ALI-G: loss/(|g|^2+delta); others: same as step_size */
+    int clipped;
+    double grad_norm;      /* |g| of the mean gradient */
+} alig_metrics_step_t;
+
+/* One row of epochs.csv. */
+typedef struct {
+    int64_t epoch, step;
+    double train_loss, train_acc, test_loss, test_acc; /* NAN when not evaluated */
+    double step_mean, step_min, step_max, clipped_frac;
+    double weight_norm;
+    double seconds;        /* wall time since the start of this process's training */
+    double samples_per_s;
+    int64_t skipped;
+} alig_metrics_epoch_t;
+
+/*
+ * Open (create or append to) the files in dir. resume_step < 0: start new
+ * files (truncating old ones); >= 0: keep rows with step <= resume_step.
+ * Returns ALIG_OK or ALIG_E_CONFIG naming the file.
+ */
+int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step);
+void alig_metrics_step(alig_metrics_t *mt, const alig_metrics_step_t *row);
+void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *row);
+void alig_metrics_close(alig_metrics_t *mt);
+
+/* mkdir -p. Returns ALIG_OK or ALIG_E_CONFIG naming the directory. */
+int alig_mkdirs(const char *dir);
+
+#endif /* ALIG_METRICS_H */

@@ -1,0 +1,638 @@
+/*
+ * layers.c -- forward and backward of the convolutional layers (issue 4):
+ * conv2d (im2col + cblas_sgemm), max/avg/global-average pooling, batch
+ * normalisation, dropout, flatten and the residual add.
+ *
+ * Conventions (see alig/model.h): activations are NCHW float32, a node
+ * reads acts[src] and writes acts[i + 1]; backward writes its parameter
+ * gradient SUMS (overwriting) and the gradient w.r.t. its input, adding
+ * into dacts[src] when another consumer already wrote there (acc_src).
+ * Semantics follow PyTorch (conv weight (out_c, in_c, k, k), max-pool
+ * padding never wins, avg-pool padding counts as zeros, BatchNorm2d with
+ * eps 1e-5, momentum 0.1 and the unbiased variance in the running
+ * statistics) so a PyTorch reference can be compared number for number.
+ *
+ * No allocation: the im2col buffer (m->col) and per-node scratch
+ * (m->aux + l->aux) are sized by model.c at build time.
+ */
+#include "layers-impl.h"
+
+#include "alig/rng.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* im2col */
+
+/* Output columns ow whose input column ow*s - p + kj lies in [0, w): [*lo, *hi). */
+static void valid_range_(int w, int s, int p, int kj, int ow, int *lo, int *hi)
+{
+    int a = p - kj; /* need ow*s >= a */
+    *lo = a <= 0 ? 0 : (a + s - 1) / s;
+    int b = w - 1 + p - kj; /* need ow*s <= b */
+    *hi = b < 0 ? 0 : b / s + 1;
+    if (*hi > ow)
+        *hi = ow;
+    if (*lo > *hi)
+        *lo = *hi;
+}
+
+void alig_im2col(const float *x, int c, int h, int w, int k, int s, int p, int oh, int ow,
+                 float *col)
+{
+    for (int ci = 0; ci < c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((int64_t)(ci * k + ki) * k + kj) * oh * ow;
+                int lo, hi;
+                valid_range_(w, s, p, kj, ow, &lo, &hi);
+                for (int y = 0; y < oh; y++) {
+                    float *r = row + (int64_t)y * ow;
+                    int ih = y * s - p + ki;
+                    if (ih < 0 || ih >= h) {
+                        memset(r, 0, sizeof(float) * (size_t)ow);
+                        continue;
+                    }
+                    const float *xr = x + ((int64_t)ci * h + ih) * w + kj - p;
+                    for (int o = 0; o < lo; o++)
+                        r[o] = 0.0f;
+                    /* rows are short (7..32): a plain loop beats a memcpy call */
+                    if (s == 1)
+                        for (int o = lo; o < hi; o++)
+                            r[o] = xr[o];
+                    else
+                        for (int o = lo; o < hi; o++)
+                            r[o] = xr[o * s];
+                    for (int o = hi; o < ow; o++)
+                        r[o] = 0.0f;
+                }
+            }
+}
+
+void alig_col2im(const float *col, int c, int h, int w, int k, int s, int p, int oh, int ow,
+                 float *dx)
+{
+    for (int ci = 0; ci < c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                const float *row = col + ((int64_t)(ci * k + ki) * k + kj) * oh * ow;
+                int lo, hi;
+                valid_range_(w, s, p, kj, ow, &lo, &hi);
+                for (int y = 0; y < oh; y++) {
+                    int ih = y * s - p + ki;
+                    if (ih < 0 || ih >= h)
+                        continue;
+                    const float *r = row + (int64_t)y * ow;
+                    float *xr = dx + ((int64_t)ci * h + ih) * w + kj - p;
+                    if (s == 1) /* contiguous: vectorises */
+                        for (int o = lo; o < hi; o++)
+                            xr[o] += r[o];
+                    else
+                        for (int o = lo; o < hi; o++)
+                            xr[o * s] += r[o];
+                }
+            }
+}
+
+/* ------------------------------------------------------------------------ */
+/* conv2d: per sample, out (oc, oh*ow) = W (oc, c*k*k) . col (c*k*k, oh*ow) + b */
+
+static int conv_direct_(const alig_layer_t *l)
+{
+    /* a 1x1, stride 1, unpadded convolution needs no im2col: col == x */
+    return l->k == 1 && l->stride == 1 && l->pad == 0;
+}
+
+static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const float *in,
+                          float *out, int64_t n)
+{
+    int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
+    for (int64_t s = 0; s < n; s++) {
+        const float *x = in + s * l->in_dim;
+        float *y = out + s * l->out_dim;
+        const float *col = x;
+        if (!conv_direct_(l)) {
+            alig_im2col(x, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad, l->out_h,
+                        l->out_w, m->col);
+            col = m->col;
+        }
+        if (l->b)
+            for (int o = 0; o < oc; o++)
+                for (int q = 0; q < pp; q++)
+                    y[(int64_t)o * pp + q] = l->b[o];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, pp, kk, 1.0f, l->w, kk, col, pp,
+                    l->b ? 1.0f : 0.0f, y, pp);
+    }
+}
+
+static void conv_backward_(const alig_model_t *m, const alig_layer_t *l, const float *in,
+                           const float *dout, float *din, int acc, int64_t n)
+{
+    int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
+    if (l->gb)
+        memset(l->gb, 0, sizeof(float) * (size_t)oc);
+    for (int64_t s = 0; s < n; s++) {
+        const float *x = in + s * l->in_dim;
+        const float *dy = dout + s * l->out_dim;
+        const float *col = x;
+        if (!conv_direct_(l)) {
+            alig_im2col(x, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad, l->out_h,
+                        l->out_w, m->col);
+            col = m->col;
+        }
+        /* gW (oc, kk) (+)= dy (oc, pp) . col^T (pp, kk) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, kk, pp, 1.0f, dy, pp, col, pp,
+                    s == 0 ? 0.0f : 1.0f, l->gw, kk);
+        if (l->gb)
+            for (int o = 0; o < oc; o++) {
+                const float *r = dy + (int64_t)o * pp;
+                float acc_b = 0.0f;
+                for (int q = 0; q < pp; q++)
+                    acc_b += r[q];
+                l->gb[o] += acc_b;
+            }
+        if (!din)
+            continue;
+        float *dx = din + s * l->in_dim;
+        if (conv_direct_(l)) {
+            /* dx (c, pp) (+)= W^T (c, oc) . dy (oc, pp) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, pp, oc, 1.0f, l->w, kk, dy,
+                        pp, acc ? 1.0f : 0.0f, dx, pp);
+        } else {
+            /* dcol (kk, pp) = W^T . dy, into the im2col buffer (its columns are used up) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, pp, oc, 1.0f, l->w, kk, dy,
+                        pp, 0.0f, m->col, pp);
+            if (!acc)
+                memset(dx, 0, sizeof(float) * (size_t)l->in_dim);
+            alig_col2im(m->col, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad, l->out_h,
+                        l->out_w, dx);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* pooling */
+
+/* The common 2x2, stride 2, unpadded max pool without the general window bookkeeping. */
+static void maxpool2_forward_(const alig_layer_t *l, const float *in, float *out, int32_t *arg,
+                              int64_t n)
+{
+    int w = l->in_w, oh = l->out_h, ow = l->out_w;
+    int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * w, oplane = (int64_t)oh * ow;
+    for (int64_t pl = 0; pl < planes; pl++) {
+        const float *x = in + pl * iplane;
+        float *y = out + pl * oplane;
+        int32_t *a = arg + pl * oplane;
+        for (int oy = 0; oy < oh; oy++) {
+            const float *r0 = x + 2 * oy * w, *r1 = r0 + w;
+            for (int ox = 0; ox < ow; ox++) {
+                /* first maximum in row order wins, as in the general loop */
+                int b = 2 * ox;
+                float v = r0[b];
+                int best = 2 * oy * w + b;
+                if (r0[b + 1] > v) {
+                    v = r0[b + 1];
+                    best = 2 * oy * w + b + 1;
+                }
+                if (r1[b] > v) {
+                    v = r1[b];
+                    best = (2 * oy + 1) * w + b;
+                }
+                if (r1[b + 1] > v) {
+                    v = r1[b + 1];
+                    best = (2 * oy + 1) * w + b + 1;
+                }
+                y[oy * ow + ox] = v;
+                a[oy * ow + ox] = best;
+            }
+        }
+    }
+}
+
+static void maxpool_forward_(const alig_layer_t *l, const float *in, float *out, int32_t *arg,
+                             int64_t n)
+{
+    int h = l->in_h, w = l->in_w, k = l->k, st = l->stride, p = l->pad;
+    if (k == 2 && st == 2 && p == 0) {
+        maxpool2_forward_(l, in, out, arg, n);
+        return;
+    }
+    for (int64_t s = 0; s < n; s++)
+        for (int c = 0; c < l->out_c; c++) {
+            const float *x = in + s * l->in_dim + (int64_t)c * h * w;
+            float *y = out + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
+            int32_t *a = arg + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
+            for (int oy = 0; oy < l->out_h; oy++) {
+                int y0 = oy * st - p, y1 = y0 + k;
+                if (y0 < 0)
+                    y0 = 0;
+                if (y1 > h)
+                    y1 = h;
+                for (int ox = 0; ox < l->out_w; ox++) {
+                    int x0 = ox * st - p, x1 = x0 + k;
+                    if (x0 < 0)
+                        x0 = 0;
+                    if (x1 > w)
+                        x1 = w;
+                    /* pad <= k/2 (checked by the parser) leaves every window a real pixel */
+                    int best = y0 * w + x0;
+                    float v = x[best];
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            if (x[iy * w + ix] > v) { /* first maximum wins, as PyTorch */
+                                v = x[iy * w + ix];
+                                best = iy * w + ix;
+                            }
+                    y[oy * l->out_w + ox] = v;
+                    a[oy * l->out_w + ox] = best;
+                }
+            }
+        }
+}
+
+static void maxpool_backward_(const alig_layer_t *l, const float *dout, float *din, int acc,
+                              const int32_t *arg, int64_t n)
+{
+    int64_t plane = (int64_t)l->in_h * l->in_w, oplane = (int64_t)l->out_h * l->out_w;
+    if (!acc)
+        memset(din, 0, sizeof(float) * (size_t)(n * l->in_dim));
+    for (int64_t s = 0; s < n; s++)
+        for (int c = 0; c < l->out_c; c++) {
+            float *dx = din + s * l->in_dim + c * plane;
+            const float *dy = dout + s * l->out_dim + c * oplane;
+            const int32_t *a = arg + s * l->out_dim + c * oplane;
+            for (int64_t q = 0; q < oplane; q++)
+                dx[a[q]] += dy[q];
+        }
+}
+
+static void avgpool_forward_(const alig_layer_t *l, const float *in, float *out, int64_t n)
+{
+    int h = l->in_h, w = l->in_w, k = l->k, st = l->stride, p = l->pad;
+    float scale = 1.0f / (float)(k * k); /* count_include_pad = True, PyTorch's default */
+    for (int64_t s = 0; s < n; s++)
+        for (int c = 0; c < l->out_c; c++) {
+            const float *x = in + s * l->in_dim + (int64_t)c * h * w;
+            float *y = out + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
+            for (int oy = 0; oy < l->out_h; oy++) {
+                int y0 = oy * st - p, y1 = y0 + k;
+                y0 = y0 < 0 ? 0 : y0;
+                y1 = y1 > h ? h : y1;
+                for (int ox = 0; ox < l->out_w; ox++) {
+                    int x0 = ox * st - p, x1 = x0 + k;
+                    x0 = x0 < 0 ? 0 : x0;
+                    x1 = x1 > w ? w : x1;
+                    float sum = 0.0f;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            sum += x[iy * w + ix];
+                    y[oy * l->out_w + ox] = sum * scale;
+                }
+            }
+        }
+}
+
+static void avgpool_backward_(const alig_layer_t *l, const float *dout, float *din, int acc,
+                              int64_t n)
+{
+    int h = l->in_h, w = l->in_w, k = l->k, st = l->stride, p = l->pad;
+    float scale = 1.0f / (float)(k * k);
+    if (!acc)
+        memset(din, 0, sizeof(float) * (size_t)(n * l->in_dim));
+    for (int64_t s = 0; s < n; s++)
+        for (int c = 0; c < l->out_c; c++) {
+            float *dx = din + s * l->in_dim + (int64_t)c * h * w;
+            const float *dy = dout + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
+            for (int oy = 0; oy < l->out_h; oy++) {
+                int y0 = oy * st - p, y1 = y0 + k;
+                y0 = y0 < 0 ? 0 : y0;
+                y1 = y1 > h ? h : y1;
+                for (int ox = 0; ox < l->out_w; ox++) {
+                    int x0 = ox * st - p, x1 = x0 + k;
+                    x0 = x0 < 0 ? 0 : x0;
+                    x1 = x1 > w ? w : x1;
+                    float g = dy[oy * l->out_w + ox] * scale;
+                    for (int iy = y0; iy < y1; iy++)
+                        for (int ix = x0; ix < x1; ix++)
+                            dx[iy * w + ix] += g;
+                }
+            }
+        }
+}
+
+static void gap_forward_(const alig_layer_t *l, const float *in, float *out, int64_t n)
+{
+    int64_t plane = (int64_t)l->in_h * l->in_w;
+    for (int64_t s = 0; s < n; s++)
+        for (int c = 0; c < l->in_c; c++) {
+            const float *x = in + s * l->in_dim + c * plane;
+            float sum = 0.0f;
+            for (int64_t q = 0; q < plane; q++)
+                sum += x[q];
+            out[s * l->out_dim + c] = sum / (float)plane;
+        }
+}
+
+static void gap_backward_(const alig_layer_t *l, const float *dout, float *din, int acc,
+                          int64_t n)
+{
+    int64_t plane = (int64_t)l->in_h * l->in_w;
+    for (int64_t s = 0; s < n; s++)
+        for (int c = 0; c < l->in_c; c++) {
+            float g = dout[s * l->out_dim + c] / (float)plane;
+            float *dx = din + s * l->in_dim + c * plane;
+            if (acc)
+                for (int64_t q = 0; q < plane; q++)
+                    dx[q] += g;
+            else
+                for (int64_t q = 0; q < plane; q++)
+                    dx[q] = g;
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* batch normalisation: per channel over the n samples and the h*w pixels */
+
+/* aux layout of a bn node: mean (c) then inverse standard deviation (c),
+ * of the batch in training mode, of the running statistics in evaluation. */
+
+static void bn_forward_(const alig_model_t *m, const alig_layer_t *l, const float *in, float *out,
+                        int64_t n)
+{
+    int C = l->out_c;
+    int64_t plane = (int64_t)l->in_h * l->in_w, count = n * plane;
+    float *mean = (float *)(m->aux + l->aux), *istd = mean + C;
+    for (int c = 0; c < C; c++) {
+        double mu, var;
+        if (m->training) {
+            /* two passes in double: float sums of ~10^5 values lose digits */
+            double s1 = 0.0;
+            for (int64_t s = 0; s < n; s++) {
+                const float *x = in + s * l->in_dim + c * plane;
+                for (int64_t q = 0; q < plane; q++)
+                    s1 += x[q];
+            }
+            mu = s1 / (double)count;
+            double s2 = 0.0;
+            for (int64_t s = 0; s < n; s++) {
+                const float *x = in + s * l->in_dim + c * plane;
+                for (int64_t q = 0; q < plane; q++) {
+                    double d = x[q] - mu;
+                    s2 += d * d;
+                }
+            }
+            var = s2 / (double)count; /* biased: what normalises the batch */
+            double mo = ALIG_BN_MOMENTUM;
+            l->run_mean[c] = (float)((1.0 - mo) * l->run_mean[c] + mo * mu);
+            if (count > 1) /* the running variance is unbiased, as PyTorch's */
+                l->run_var[c] = (float)((1.0 - mo) * l->run_var[c] +
+                                        mo * var * (double)count / (double)(count - 1));
+        } else {
+            mu = l->run_mean[c];
+            var = l->run_var[c];
+        }
+        mean[c] = (float)mu;
+        istd[c] = (float)(1.0 / sqrt(var + ALIG_BN_EPS));
+        float a = l->w[c] * istd[c], b = l->b[c] - (float)mu * a; /* y = a x + b */
+        for (int64_t s = 0; s < n; s++) {
+            const float *x = in + s * l->in_dim + c * plane;
+            float *y = out + s * l->out_dim + c * plane;
+            for (int64_t q = 0; q < plane; q++)
+                y[q] = a * x[q] + b;
+        }
+    }
+}
+
+static void bn_backward_(const alig_model_t *m, const alig_layer_t *l, const float *in,
+                         const float *dout, float *din, int acc, int64_t n)
+{
+    int C = l->out_c;
+    int64_t plane = (int64_t)l->in_h * l->in_w, count = n * plane;
+    const float *mean = (const float *)(m->aux + l->aux), *istd = mean + C;
+    for (int c = 0; c < C; c++) {
+        double sdy = 0.0, sdyx = 0.0; /* sum dy, sum dy * xhat */
+        for (int64_t s = 0; s < n; s++) {
+            const float *x = in + s * l->in_dim + c * plane;
+            const float *dy = dout + s * l->out_dim + c * plane;
+            for (int64_t q = 0; q < plane; q++) {
+                sdy += dy[q];
+                sdyx += (double)dy[q] * (double)((x[q] - mean[c]) * istd[c]);
+            }
+        }
+        l->gb[c] = (float)sdy;
+        l->gw[c] = (float)sdyx;
+        if (!din)
+            continue;
+        /* training: dx = gamma*istd * (dy - mean(dy) - xhat * mean(dy*xhat));
+         * evaluation: the statistics are constants, dx = gamma*istd * dy */
+        float g = l->w[c] * istd[c];
+        float k1 = m->training ? (float)(sdy / (double)count) : 0.0f;
+        float k2 = m->training ? (float)(sdyx / (double)count) : 0.0f;
+        for (int64_t s = 0; s < n; s++) {
+            const float *x = in + s * l->in_dim + c * plane;
+            const float *dy = dout + s * l->out_dim + c * plane;
+            float *dx = din + s * l->in_dim + c * plane;
+            for (int64_t q = 0; q < plane; q++) {
+                float xhat = (x[q] - mean[c]) * istd[c];
+                float v = g * (dy[q] - k1 - xhat * k2);
+                dx[q] = acc ? dx[q] + v : v;
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* dropout */
+
+static uint64_t mix64_(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Key of one (seed, step, sample, node); element bits come from mix64_(key + e * golden). */
+static uint64_t dropout_key_(uint64_t seed, int64_t step, int64_t sample, int node)
+{
+    uint64_t k = mix64_(seed ^ (ALIG_STREAM_DROPOUT * 0xd1342543de82ef95ULL));
+    k = mix64_(k ^ (uint64_t)step);
+    k = mix64_(k ^ (uint64_t)sample);
+    return mix64_(k ^ (uint64_t)node);
+}
+
+/* Keep when the top 24 bits are >= p * 2^24: P(drop) = p to 6e-8. */
+static uint32_t dropout_threshold_(float p) { return (uint32_t)((double)p * 16777216.0 + 0.5); }
+
+int alig_dropout_keep(uint64_t seed, int64_t step, int64_t sample, int node, int64_t element,
+                      float p)
+{
+    uint64_t k = dropout_key_(seed, step, sample, node);
+    uint64_t u = mix64_(k + (uint64_t)(element + 1) * 0x9e3779b97f4a7c15ULL) >> 40;
+    return u >= dropout_threshold_(p);
+}
+
+static void dropout_forward_(const alig_model_t *m, int i, const alig_layer_t *l, const float *in,
+                             float *out, int64_t n)
+{
+    if (!m->training) {
+        memcpy(out, in, sizeof(float) * (size_t)(n * l->in_dim));
+        return;
+    }
+    unsigned char *mask = m->aux + l->aux;
+    uint32_t thr = dropout_threshold_(l->p);
+    float scale = 1.0f / (1.0f - l->p);
+    for (int64_t s = 0; s < n; s++) {
+        int64_t id = m->sample_ids ? m->sample_ids[s] : s;
+        uint64_t k = dropout_key_(m->noise_seed, m->noise_step, id, i);
+        const float *x = in + s * l->in_dim;
+        float *y = out + s * l->out_dim;
+        unsigned char *mk = mask + s * l->in_dim;
+        for (int64_t e = 0; e < l->in_dim; e++) {
+            uint64_t u = mix64_(k + (uint64_t)(e + 1) * 0x9e3779b97f4a7c15ULL) >> 40;
+            mk[e] = u >= thr;
+            y[e] = mk[e] ? x[e] * scale : 0.0f;
+        }
+    }
+}
+
+static void dropout_backward_(const alig_model_t *m, const alig_layer_t *l, const float *dout,
+                              float *din, int acc, int64_t n)
+{
+    int64_t total = n * l->in_dim;
+    if (!m->training) {
+        for (int64_t e = 0; e < total; e++)
+            din[e] = acc ? din[e] + dout[e] : dout[e];
+        return;
+    }
+    const unsigned char *mk = m->aux + l->aux;
+    float scale = 1.0f / (1.0f - l->p);
+    for (int64_t e = 0; e < total; e++) {
+        float v = mk[e] ? dout[e] * scale : 0.0f;
+        din[e] = acc ? din[e] + v : v;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* dispatch */
+
+int64_t alig_layer_col_floats(const alig_layer_t *l)
+{
+    if (l->kind != ALIG_LAYER_CONV || conv_direct_(l))
+        return 0;
+    return (int64_t)l->in_c * l->k * l->k * l->out_h * l->out_w;
+}
+
+size_t alig_layer_aux_bytes(const alig_layer_t *l, int64_t max_batch)
+{
+    size_t b = 0;
+    switch (l->kind) {
+    case ALIG_LAYER_MAXPOOL:
+        b = sizeof(int32_t) * (size_t)(max_batch * l->out_dim);
+        break;
+    case ALIG_LAYER_BN:
+        b = 2 * sizeof(float) * (size_t)l->out_c;
+        break;
+    case ALIG_LAYER_DROPOUT:
+        b = (size_t)(max_batch * l->in_dim);
+        break;
+    default:
+        break;
+    }
+    return (b + 63) & ~(size_t)63; /* keep every scratch area 64-byte aligned */
+}
+
+void alig_layer_forward(alig_model_t *m, int i, int64_t n)
+{
+    const alig_layer_t *l = &m->layers[i];
+    const float *in = m->acts[l->src];
+    float *out = m->acts[i + 1];
+    switch (l->kind) {
+    case ALIG_LAYER_CONV:
+        conv_forward_(m, l, in, out, n);
+        break;
+    case ALIG_LAYER_MAXPOOL:
+        maxpool_forward_(l, in, out, (int32_t *)(m->aux + l->aux), n);
+        break;
+    case ALIG_LAYER_AVGPOOL:
+        avgpool_forward_(l, in, out, n);
+        break;
+    case ALIG_LAYER_GAP:
+        gap_forward_(l, in, out, n);
+        break;
+    case ALIG_LAYER_BN:
+        bn_forward_(m, l, in, out, n);
+        break;
+    case ALIG_LAYER_DROPOUT:
+        dropout_forward_(m, i, l, in, out, n);
+        break;
+    case ALIG_LAYER_FLATTEN:
+        memcpy(out, in, sizeof(float) * (size_t)(n * l->in_dim));
+        break;
+    case ALIG_LAYER_ADD: {
+        const float *b = m->acts[l->src2];
+        for (int64_t e = 0; e < n * l->out_dim; e++)
+            out[e] = in[e] + b[e];
+        break;
+    }
+    case ALIG_LAYER_DENSE:
+    case ALIG_LAYER_RELU:
+        break; /* model.c */
+    }
+}
+
+/* dst (=|+=) src over count floats */
+static void put_(float *dst, const float *src, int64_t count, int acc)
+{
+    if (acc)
+        for (int64_t e = 0; e < count; e++)
+            dst[e] += src[e];
+    else
+        memcpy(dst, src, sizeof(float) * (size_t)count);
+}
+
+void alig_layer_backward(alig_model_t *m, int i, int64_t n)
+{
+    const alig_layer_t *l = &m->layers[i];
+    const float *in = m->acts[l->src];
+    const float *dout = m->dacts[i + 1];
+    float *din = l->src > 0 ? m->dacts[l->src] : NULL; /* no gradient w.r.t. the data */
+    switch (l->kind) {
+    case ALIG_LAYER_CONV:
+        conv_backward_(m, l, in, dout, din, l->acc_src, n);
+        break;
+    case ALIG_LAYER_BN:
+        bn_backward_(m, l, in, dout, din, l->acc_src, n);
+        break;
+    case ALIG_LAYER_MAXPOOL:
+        if (din)
+            maxpool_backward_(l, dout, din, l->acc_src, (const int32_t *)(m->aux + l->aux), n);
+        break;
+    case ALIG_LAYER_AVGPOOL:
+        if (din)
+            avgpool_backward_(l, dout, din, l->acc_src, n);
+        break;
+    case ALIG_LAYER_GAP:
+        if (din)
+            gap_backward_(l, dout, din, l->acc_src, n);
+        break;
+    case ALIG_LAYER_DROPOUT:
+        if (din)
+            dropout_backward_(m, l, dout, din, l->acc_src, n);
+        break;
+    case ALIG_LAYER_FLATTEN:
+        if (din)
+            put_(din, dout, n * l->in_dim, l->acc_src);
+        break;
+    case ALIG_LAYER_ADD:
+        if (din)
+            put_(din, dout, n * l->out_dim, l->acc_src);
+        if (l->src2 > 0)
+            put_(m->dacts[l->src2], dout, n * l->out_dim, l->acc_src2);
+        break;
+    case ALIG_LAYER_DENSE:
+    case ALIG_LAYER_RELU:
+        break; /* model.c */
+    }
+}

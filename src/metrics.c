@@ -1,0 +1,134 @@
+/*
+ * metrics.c -- steps.csv and epochs.csv in the run directory (alig/metrics.h).
+ */
+#include "alig/metrics.h"
+#include "alig/error.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char steps_header_[] =
+    "step,epoch,loss,step_size,step_unclipped,clipped,grad_norm\n";
+static const char epochs_header_[] =
+    "epoch,step,train_loss,train_acc,test_loss,test_acc,step_mean,step_min,step_max,"
+    "clipped_frac,weight_norm,seconds,samples_per_s,skipped\n";
+
+int alig_mkdirs(const char *dir)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return alig_fail(ALIG_E_CONFIG, "%s: directory name too long", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return alig_fail(ALIG_E_CONFIG, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = c;
+        if (!c)
+            break;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return alig_fail(ALIG_E_CONFIG, "%s: not a directory", dir);
+    return ALIG_OK;
+}
+
+/*
+ * Keep the header and the rows whose column `col` (0-based) is <= limit,
+ * rewriting the file through a temporary name; then open it for appending.
+ * A missing or empty file gets the header.
+ */
+static FILE *open_trimmed_(const char *path, const char *header, int col, int64_t limit)
+{
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *in = limit >= 0 ? fopen(path, "r") : NULL;
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        if (in)
+            fclose(in);
+        return NULL;
+    }
+    fputs(header, out);
+    if (in) {
+        char line[1024];
+        int first = 1;
+        while (fgets(line, sizeof line, in)) {
+            if (first) { /* the old header */
+                first = 0;
+                continue;
+            }
+            const char *p = line;
+            for (int i = 0; i < col && p; i++) {
+                p = strchr(p, ',');
+                p = p ? p + 1 : NULL;
+            }
+            if (p && strtoll(p, NULL, 10) <= limit && strchr(line, '\n'))
+                fputs(line, out);
+        }
+        fclose(in);
+    }
+    if (fclose(out) != 0 || rename(tmp, path) != 0)
+        return NULL;
+    return fopen(path, "a");
+}
+
+int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step)
+{
+    memset(mt, 0, sizeof *mt);
+    int rc = alig_mkdirs(dir);
+    if (rc)
+        return rc;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/steps.csv", dir);
+    mt->steps = open_trimmed_(path, steps_header_, 0, resume_step);
+    if (!mt->steps)
+        return alig_fail(ALIG_E_CONFIG, "%s: cannot write: %s", path, strerror(errno));
+    snprintf(path, sizeof path, "%s/epochs.csv", dir);
+    /* an epoch row belongs to the step that ended it (column 1) */
+    mt->epochs = open_trimmed_(path, epochs_header_, 1, resume_step);
+    if (!mt->epochs) {
+        rc = alig_fail(ALIG_E_CONFIG, "%s: cannot write: %s", path, strerror(errno));
+        alig_metrics_close(mt);
+        return rc;
+    }
+    return ALIG_OK;
+}
+
+void alig_metrics_step(alig_metrics_t *mt, const alig_metrics_step_t *r)
+{
+    if (!mt->steps)
+        return;
+    fprintf(mt->steps, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%d,%.9g\n", r->step, r->epoch,
+            r->loss, r->step_size, r->step_unclipped, r->clipped, r->grad_norm);
+}
+
+void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *r)
+{
+    if (!mt->epochs)
+        return;
+    fprintf(mt->epochs,
+            "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.9g,%.6g,%.9g,%.9g,%.9g,%.6g,%.9g,%.3f,%.1f,%" PRId64 "\n",
+            r->epoch, r->step, r->train_loss, r->train_acc, r->test_loss, r->test_acc, r->step_mean,
+            r->step_min, r->step_max, r->clipped_frac, r->weight_norm, r->seconds,
+            r->samples_per_s, r->skipped);
+    /* an epoch row is rare and precious: flush both files so a crash loses nothing before it */
+    fflush(mt->epochs);
+    if (mt->steps)
+        fflush(mt->steps);
+}
+
+void alig_metrics_close(alig_metrics_t *mt)
+{
+    if (mt->steps)
+        fclose(mt->steps);
+    if (mt->epochs)
+        fclose(mt->epochs);
+    memset(mt, 0, sizeof *mt);
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Benchmark harness (make bench): alig-train against PyTorch on the same model,
+# batch, data (Fashion-MNIST in memory) and cores, alternating runs, medians.
+#
+#   tests/bench/run-bench.sh [REPEATS] [STEPS]
+#
+# Settings: 1 core (one rank bound to one core), 2 cores in one process (one
+# rank, 2 BLAS threads), 2 ranks x 1 core. PyTorch gets each setting's best
+# thread configuration among those tried (printed). Models: the MLP
+# 784-1024-1024-10 and the small CNN, global batch 128. Also prints the
+# GEMM-only limit (tests/bench/gemm_limit.c) and, for alig-train, the step's
+# time split (data, forward, backward, allreduce, optimizer).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+reps=${1:-5}
+steps=${2:-60}
+py=/usr/bin/python3
+bin=${ALIG_BIN:-bin}/alig-train
+build=${ALIG_BUILD:-build}
+out=${BENCH_OUT:-build/bench}
+mkdir -p "$out"
+root=()
+[ "$(id -u)" -eq 0 ] && root=(--allow-run-as-root)
+
+declare -A spec=(
+    [mlp]="dense 1024, relu, dense 1024, relu, dense 10"
+    [cnn]="conv 32 k3 p1, relu, maxpool 2, conv 64 k3 p1, relu, maxpool 2, dense 128, relu, dense 10"
+)
+
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+# alig-train samples/s for one setting: prints the epoch line's samples/s
+alig_run() { # model setting
+    local model=$1 setting=$2 launch
+    case $setting in
+        1core)  launch=(mpirun "${root[@]}" -np 1 --bind-to core) ;;
+        2cores) launch=(mpirun "${root[@]}" -np 1 --bind-to none) ;;
+        2ranks) launch=(mpirun "${root[@]}" -np 2 --bind-to core) ;;
+    esac
+    "${launch[@]}" "$bin" launch/fashion-mnist-mlp.ini --set "model.layers=${spec[$model]}" \
+        --set run.max_steps="$steps" --set eval.every=0 --set run.out_dir="$out/run-$model-$setting" \
+        --set checkpoint.every_epochs=0 --set checkpoint.at_end=false --set run.profile=true 2>&1 |
+        tee "$out/alig-$model-$setting.log" | awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") print $(i-1)}'
+}
+
+torch_run() { # model setting threads blas
+    local model=$1 setting=$2 th=$3 blas=$4 ranks=1
+    [ "$setting" = 2ranks ] && ranks=2
+    local pin=(taskset -c 0)
+    [ "$setting" != 1core ] && pin=()
+    "${pin[@]}" "$py" tests/bench/torch_bench.py --model "$model" --ranks $ranks --threads "$th" \
+        --blas-threads "$blas" --steps "$steps" --warmup 10 | awk '{print $4}'
+}
+
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); date: $(date -u +%F)"
+echo "repeats $reps, $steps steps each, global batch 128"
+printf '%-4s %-7s %12s %12s %8s %12s %10s %s\n' model setting alig torch ratio gemm-limit alig/limit torch-threads
+for model in mlp cnn; do
+    for setting in 1core 2cores 2ranks; do
+        # PyTorch thread candidates per setting: (intra-op threads, OpenBLAS threads)
+        case $setting in
+            1core) cands=("1 1") ;;
+            2cores) cands=("2 1" "1 2" "2 2") ;;
+            2ranks) cands=("1 1") ;;
+        esac
+        best_c= best_v=0
+        for c in "${cands[@]}"; do # pick PyTorch's best setting with one short run each
+            v=$(torch_run $model $setting $c)
+            if awk -v a="$v" -v b="$best_v" 'BEGIN {exit !(a > b)}'; then best_v=$v best_c=$c; fi
+        done
+        a=() t=()
+        for ((r = 0; r < reps; r++)); do # alternate the two trainers
+            a+=("$(alig_run $model $setting)")
+            t+=("$(torch_run $model $setting $best_c)")
+        done
+        am=$(printf '%s\n' "${a[@]}" | median)
+        tm=$(printf '%s\n' "${t[@]}" | median)
+        gthreads=1; [ $setting = 2cores ] && gthreads=2
+        gbatch=128; [ $setting = 2ranks ] && gbatch=64
+        gl=$("$build/tests/gemm_limit" "${spec[$model]}" 1 28 28 $gbatch $gthreads 5 | awk '{print $3}')
+        [ $setting = 2ranks ] && gl=$(awk -v g="$gl" 'BEGIN {print 2*g}')
+        printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %s\n' $model $setting "$am" "$tm" \
+            "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
+            "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
+        grep -h "^profile" "$out/alig-$model-$setting.log" | sed 's/^/    /' || true
+    done
+done

@@ -1,0 +1,108 @@
+/*
+ * check_metrics.c -- metrics files: header, rows, and the trim on resume
+ * that keeps every step exactly once.
+ */
+#include "check_suites.h"
+
+#include "alig/error.h"
+#include "alig/metrics.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static char dir_[512];
+
+static char *slurp_(const char *name)
+{
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s", dir_, name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static int lines_(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+static void write_steps_(alig_metrics_t *mt, int from, int to)
+{
+    for (int s = from; s <= to; s += 10) {
+        alig_metrics_step_t r = {.step = s, .epoch = 1 + (s - 1) / 30, .loss = 1.0 / s,
+                                 .step_size = 0.1, .step_unclipped = 0.2, .clipped = 1,
+                                 .grad_norm = 3.0};
+        alig_metrics_step(mt, &r);
+        if (s % 30 == 0) {
+            alig_metrics_epoch_t e = {.epoch = s / 30, .step = s, .train_loss = 0.5,
+                                      .test_acc = NAN};
+            alig_metrics_epoch(mt, &e);
+        }
+    }
+}
+
+START_TEST(rows_and_resume_trim)
+{
+    snprintf(dir_, sizeof dir_, "%s/alig-metrics-%d/run", test_tmpdir(), (int)getpid());
+    alig_metrics_t mt;
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1), ALIG_OK); /* creates the directories */
+    write_steps_(&mt, 10, 70); /* steps 10..70, epochs ending at 30 and 60 */
+    alig_metrics_close(&mt);
+    char *s = slurp_("steps.csv");
+    ck_assert_int_eq(lines_(s), 1 + 7);
+    ck_assert(strncmp(s, "step,epoch,loss,step_size,step_unclipped,clipped,grad_norm\n", 59) == 0);
+    ck_assert_ptr_nonnull(strstr(s, "\n20,1,0.05,0.1,0.2,1,3\n"));
+    ck_assert_int_eq(lines_(slurp_("epochs.csv")), 1 + 2);
+
+    /* the job died after step 70; its last checkpoint was at step 40: rows after 40
+     * go, and the resumed job writes 50.. again, each once */
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, 40), ALIG_OK);
+    write_steps_(&mt, 50, 90);
+    alig_metrics_close(&mt);
+    s = slurp_("steps.csv");
+    ck_assert_int_eq(lines_(s), 1 + 9);
+    for (int step = 10; step <= 90; step += 10) {
+        char row[32];
+        snprintf(row, sizeof row, "\n%d,", step);
+        ck_assert_msg(strstr(s, row) && !strstr(strstr(s, row) + 1, row), "step %d not once", step);
+    }
+    s = slurp_("epochs.csv");
+    ck_assert_int_eq(lines_(s), 1 + 3); /* epochs ending at 30, 60, 90 */
+    ck_assert_ptr_nonnull(strstr(s, "\n1,30,"));
+    ck_assert_ptr_nonnull(strstr(s, "\n2,60,"));
+    ck_assert_ptr_nonnull(strstr(s, "\n3,90,"));
+
+    /* a fresh start (-1) truncates */
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1), ALIG_OK);
+    alig_metrics_close(&mt);
+    ck_assert_int_eq(lines_(slurp_("steps.csv")), 1);
+}
+END_TEST
+
+START_TEST(unwritable_directory_is_an_error)
+{
+    alig_metrics_t mt;
+    ck_assert_int_eq(alig_metrics_open(&mt, "/proc/alig-no/such", -1), ALIG_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "/proc/alig-no"));
+}
+END_TEST
+
+Suite *metrics_suite(void)
+{
+    Suite *s = suite_create("metrics");
+    TCase *tc = tcase_create("metrics");
+    tcase_add_test(tc, rows_and_resume_trim);
+    tcase_add_test(tc, unwritable_directory_is_an_error);
+    suite_add_tcase(s, tc);
+    return s;
+}
