@@ -13,4 +13,12 @@
  */
 char *alig_ckpt_config_text_(const alig_config_t *cfg);
 
+/*
+ * Adam/AdamW state of a checkpoint: /optim/second_moment into second
+ * (n_params; zeros when absent) and the /optim adam_steps attribute.
+ */
+#include "alig/model.h"
+int alig_ckpt_read_second_moment(const char *path, const alig_model_t *m, float *second,
+                                 int64_t *adam_steps);
+
 #endif /* ALIG_CKPT_IMPL_H */

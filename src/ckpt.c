@@ -508,6 +508,7 @@ static int choose_(const alig_trainer_t *t, const alig_ckpt_t *c, float *p, floa
 typedef struct {
     int32_t found, has_momentum;
     int64_t step, epoch, batch;
+    int64_t adam_steps;
     alig_epoch_stats_t stats;
 } resume_wire_t;
 
@@ -542,8 +543,18 @@ static int resume_(alig_trainer_t *t, FILE *log)
         w.batch = info.batch;
         w.stats = info.stats;
     }
+    if (!rc) { /* Adam: second moment and step count (agreed separately: rc is global here) */
+        int rc_adam = ALIG_OK;
+        if (root && w.found && t->optim.s)
+            rc_adam = alig_ckpt_read_second_moment(chosen, m, t->optim.s, &w.adam_steps);
+        rc = alig_comm_agree(t->comm, rc_adam);
+    }
     if (!rc)
         alig_comm_bcast(t->comm, &w, sizeof w, 0);
+    if (!rc && w.found && t->optim.s) {
+        alig_comm_bcast(t->comm, t->optim.s, sizeof(float) * (size_t)m->n_params, 0);
+        t->optim.t = w.adam_steps;
+    }
     if (!rc && w.found) {
         /* rank 0 sends from its scratch buffers, the others receive in place */
         alig_comm_bcast(t->comm, root ? p : m->params, sizeof(float) * (size_t)m->n_params, 0);

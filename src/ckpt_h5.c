@@ -412,7 +412,9 @@ static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
     if (g < 0)
         return h5_fail_(path, "cannot create /optim");
     const alig_optim_opts_t *o = &t->optim.opts;
-    a = attr_str_(g, "name", "alig") < 0 || attr_f64_(g, "momentum", o->momentum) < 0 ||
+    a = attr_str_(g, "name", t->cfg->optimizer) < 0 ||
+                attr_i64_(g, "adam_steps", t->optim.t) < 0 ||
+                attr_f64_(g, "momentum", o->momentum) < 0 ||
                 attr_str_(g, "momentum_type", o->adjusted ? "adjusted" : "standard") < 0 ||
                 attr_f64_(g, "max_lr", o->max_lr) < 0 || attr_f64_(g, "delta", o->delta) < 0 ||
                 attr_f64_(g, "max_norm", o->max_norm) < 0
@@ -431,6 +433,18 @@ static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
             return h5_fail_(path, "cannot write the attributes of /optim/momentum");
         if ((rc = write_tensors_(file, path, "/optim/momentum", m->tensors, m->n_tensors,
                                  t->optim.v)))
+            return rc;
+    }
+    if (t->optim.s) { /* Adam/AdamW second moment */
+        g = group_(file, "/optim/second_moment");
+        if (g < 0)
+            return h5_fail_(path, "cannot create /optim/second_moment");
+        a = attr_u64_(g, "fnv1a64", alig_hash64(t->optim.s, sizeof(float) * (size_t)m->n_params));
+        H5Gclose(g);
+        if (a < 0)
+            return h5_fail_(path, "cannot write the attributes of /optim/second_moment");
+        if ((rc = write_tensors_(file, path, "/optim/second_moment", m->tensors, m->n_tensors,
+                                 t->optim.s)))
             return rc;
     }
 
@@ -962,6 +976,44 @@ int alig_ckpt_read_file(const char *path, const alig_model_t *m, float *params, 
 {
     h5_handler_t old = h5_enter_();
     return h5_leave_(old, read_file_(path, m, params, state, momentum, info, mismatch));
+}
+
+static int read_second_moment_(const char *path, const alig_model_t *m, float *second,
+                               int64_t *adam_steps)
+{
+    hid_t fapl = fapl_();
+    hid_t file = fapl < 0 ? -1 : H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    if (fapl >= 0)
+        H5Pclose(fapl);
+    if (file < 0)
+        return h5_fail_(path, "cannot open");
+    int rc = ALIG_OK, mm = 0;
+    *adam_steps = 0;
+    hid_t g = H5Gopen2(file, "/optim", H5P_DEFAULT);
+    if (g >= 0) {
+        if (attr_read_(g, "adam_steps", H5T_NATIVE_INT64, adam_steps) != 1)
+            *adam_steps = 0; /* written before Adam existed */
+        H5Gclose(g);
+    }
+    htri_t has = path_exists_(file, "/optim/second_moment");
+    if (has > 0) {
+        rc = read_tensors_(file, path, "/optim/second_moment", m->tensors, m->n_tensors, second,
+                           &mm);
+        if (!rc)
+            rc = check_hash_(file, path, "/optim/second_moment", second, m->n_params, 1);
+    } else {
+        memset(second, 0, sizeof(float) * (size_t)m->n_params);
+    }
+    H5Fclose(file);
+    H5Eclear2(H5E_DEFAULT);
+    return rc;
+}
+
+int alig_ckpt_read_second_moment(const char *path, const alig_model_t *m, float *second,
+                                 int64_t *adam_steps)
+{
+    h5_handler_t old = h5_enter_();
+    return h5_leave_(old, read_second_moment_(path, m, second, adam_steps));
 }
 
 static int load_params_(alig_model_t *m, const char *path)

@@ -22,6 +22,7 @@
 #include "check_suites.h"
 
 #include "alig/ckpt.h"
+#include "ckpt-impl.h" /* alig_ckpt_read_second_moment */
 #include "alig/comm.h"
 #include "alig/config.h"
 #include "alig/error.h"
@@ -812,6 +813,42 @@ START_TEST(resume_mid_epoch_is_bitwise_identical)
 }
 END_TEST
 
+/* Adam's second moment and step count are saved too: a resumed Adam run is exact. */
+START_TEST(adam_resume_is_bitwise_identical)
+{
+    scratch_();
+    make_data_(N_SAMPLES);
+    write_config_("");
+    char args[2048];
+    const char *adam = "--set optimizer.name=adam --set optimizer.lr=0.01";
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/base", adam, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.max_steps=10", adam, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part", adam, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snap_t a, b;
+    snap_(ckpt_("base", 21), &a);
+    snap_(ckpt_("part", 21), &b);
+    assert_bitwise_(&a, &b, "Adam resumed at step 10 vs straight"); /* v = first moment */
+    alig_model_t m;
+    ck_assert_int_eq(alig_model_build(&m, LAYERS, 1, 6, 6, 5, 1), ALIG_OK);
+    float *sa = malloc(sizeof(float) * (size_t)m.n_params), *sb = malloc(sizeof(float) * (size_t)m.n_params);
+    int64_t ta = 0, tb = 0;
+    ck_assert_int_eq(alig_ckpt_read_second_moment(ckpt_("base", 21), &m, sa, &ta), ALIG_OK);
+    ck_assert_int_eq(alig_ckpt_read_second_moment(ckpt_("part", 21), &m, sb, &tb), ALIG_OK);
+    ck_assert_int_eq(ta, 21);
+    ck_assert_int_eq(tb, 21);
+    ck_assert_int_eq(memcmp(sa, sb, sizeof(float) * (size_t)m.n_params), 0);
+    ck_assert_double_gt(sa[0] + sa[m.n_params - 1], 0.0); /* really an Adam state */
+    free(sa);
+    free(sb);
+    alig_model_free(&m);
+    snap_free_(&a);
+    snap_free_(&b);
+}
+END_TEST
+
 START_TEST(elastic_resume_4_ranks_to_2_and_3)
 {
     scratch_();
@@ -1215,6 +1252,7 @@ Suite *ckpt_suite(void)
     tc = tcase_create("mpirun");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, resume_mid_epoch_is_bitwise_identical);
+    tcase_add_test(tc, adam_resume_is_bitwise_identical);
     tcase_add_test(tc, elastic_resume_4_ranks_to_2_and_3);
     tcase_add_test(tc, sigterm_to_one_rank_checkpoints_and_exits_75_then_resumes_exactly);
     tcase_add_test(tc, sigusr1_to_mpirun_is_forwarded_and_checkpoints);

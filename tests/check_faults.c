@@ -15,6 +15,7 @@
 
 static char out_[65536];
 static char dir_[512], cfg_[600];
+static int runs_; /* a fresh out_dir per config: [checkpoint] resume = auto must find nothing */
 
 static const char *bin_(void)
 {
@@ -45,11 +46,11 @@ static void setup_(void)
     snprintf(cfg_, sizeof cfg_, "%s/f.ini", dir_);
     FILE *f = fopen(cfg_, "w");
     fprintf(f,
-            "[run]\nepochs = 2\nout_dir = %s/run\n[data]\ntrain_images = %s/f-images.idx\n"
+            "[run]\nepochs = 2\nout_dir = %s/run-%d\n[data]\ntrain_images = %s/f-images.idx\n"
             "train_labels = %s/f-labels.idx\ntest_images = none\ntest_labels = none\n"
             "batch_size = 12\n[model]\nlayers = dense 8, relu, dense 4\n"
             "[optimizer]\nmax_lr = 0.1\n",
-            dir_, dir_, dir_);
+            dir_, ++runs_, dir_, dir_);
     fclose(f);
 }
 

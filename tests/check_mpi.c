@@ -32,6 +32,7 @@ static void mpirun_(char *buf, size_t size, int np)
 }
 
 static char dir_[512];
+static int runs_; /* a fresh out_dir per config: [checkpoint] resume = auto must find nothing */
 
 /* A synthetic data set and a config for it in a fresh scratch dir. */
 static const char *setup_(int n, int batch, const char *extra)
@@ -45,12 +46,12 @@ static const char *setup_(int n, int batch, const char *extra)
     snprintf(cfg, sizeof cfg, "%s/c.ini", dir_);
     FILE *f = fopen(cfg, "w");
     fprintf(f,
-            "[run]\nseed = 7\nepochs = 3\nout_dir = %s/run\n\n"
+            "[run]\nseed = 7\nepochs = 3\nout_dir = %s/run-%d\n\n"
             "[data]\ntrain_images = %s/s-images.idx\ntrain_labels = %s/s-labels.idx\n"
             "test_images = %s/s-images.idx\ntest_labels = %s/s-labels.idx\nbatch_size = %d\n\n"
             "[model]\nlayers = dense 16, relu, dense 12, relu, dense 5\n\n"
             "[optimizer]\nmax_lr = 0.2\nmomentum = 0.9\n\n[eval]\nbatch_size = 17\n%s",
-            dir_, dir_, dir_, dir_, dir_, batch, extra);
+            dir_, ++runs_, dir_, dir_, dir_, dir_, batch, extra);
     fclose(f);
     return cfg;
 }
