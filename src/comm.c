@@ -18,6 +18,8 @@ struct alig_comm {
     int rank, size;
     int local_rank, local_size;
     MPI_Comm node; /* ranks sharing this node's memory */
+    MPI_Request pending[ALIG_COMM_MAX_PENDING];
+    int n_pending;
 };
 
 alig_comm_t *alig_comm_init_mpi(int *argc, char ***argv)
@@ -85,6 +87,35 @@ void alig_comm_allreduce_sum_f(alig_comm_t *c, float *buf, int64_t n)
 void alig_comm_allreduce_sum_d(alig_comm_t *c, double *buf, int64_t n)
 {
     allreduce_chunked_(c, buf, n, MPI_DOUBLE, sizeof(double));
+}
+
+void alig_comm_iallreduce_sum_f(alig_comm_t *c, float *buf, int64_t n)
+{
+    if (!c->use_mpi || c->size == 1)
+        return;
+    if (c->n_pending == ALIG_COMM_MAX_PENDING || n > INT_MAX) {
+        alig_fail(ALIG_E_INTERNAL, "alig_comm_iallreduce_sum_f: %d requests pending, n = %lld",
+                  c->n_pending, (long long)n);
+        fprintf(stderr, "alig-train: rank %d: %s\n", c->rank, alig_error_message());
+        alig_comm_abort(c, ALIG_E_INTERNAL);
+    }
+    MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                   &c->pending[c->n_pending++]);
+}
+
+void alig_comm_progress(alig_comm_t *c)
+{
+    if (c->n_pending > 0) {
+        int done;
+        MPI_Testall(c->n_pending, c->pending, &done, MPI_STATUSES_IGNORE);
+    }
+}
+
+void alig_comm_wait_all(alig_comm_t *c)
+{
+    if (c->n_pending > 0)
+        MPI_Waitall(c->n_pending, c->pending, MPI_STATUSES_IGNORE);
+    c->n_pending = 0;
 }
 
 void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root)

@@ -101,6 +101,8 @@ static const struct key keys[] = {
     {KEY("run", "check_every", K_INT, check_every), .min = 0},
     {KEY("run", "nonfinite", K_ENUM_INT, skip_nonfinite), .choices = nonfinite_policies},
     {KEY("run", "profile", K_BOOL, profile)},
+    {KEY("run", "overlap", K_BOOL, overlap)},
+    {KEY("run", "bucket_mb", K_NUM, bucket_mb), .lo = 0, .hi = 1024},
     {KEY("run", "metrics_every", K_INT, metrics_every), .min = 0},
 
     {KEY("data", "format", K_ENUM_STR, format), .choices = formats},
@@ -590,6 +592,8 @@ void alig_config_defaults(alig_config_t *cfg)
     cfg->log_every = 0;
     cfg->check_every = 100;
     cfg->profile = 0;
+    cfg->overlap = 1;
+    cfg->bucket_mb = 4.0;
     cfg->metrics_every = 10;
 
     snprintf(cfg->format, sizeof cfg->format, "idx");

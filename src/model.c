@@ -318,6 +318,8 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
     (void)y; /* the loss gradient was stored by the forward pass */
     if (n == 0) {
         memset(m->grads, 0, sizeof(float) * (size_t)m->n_params);
+        if (m->grads_ready)
+            m->grads_ready(m->grads_ready_ctx, 0);
         return;
     }
     for (int i = m->n_layers - 1; i >= 0; i--) {
@@ -343,6 +345,8 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
             alig_layer_backward(m, i, n);
             break;
         }
+        if (m->grads_ready && l->n_tensors > 0)
+            m->grads_ready(m->grads_ready_ctx, m->tensors[l->first_tensor].offset);
     }
 }
 

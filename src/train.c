@@ -22,6 +22,43 @@ static int load_data_(alig_trainer_t *t)
     return alig_datasets_load(&t->train, &t->test, cfg);
 }
 
+/*
+ * Gradient buckets for the reduction: contiguous ranges of `grads` cut at
+ * tensor boundaries, from the end of the buffer (the last layers, whose
+ * gradients are final first) towards its start, each at least [run]
+ * bucket_mb. Bucket 0 ends with the reduction tail. bucket_mb = 0 gives one
+ * bucket: a single fused reduction of everything.
+ */
+static void plan_buckets_(alig_trainer_t *t)
+{
+    const alig_model_t *m = &t->model;
+    int64_t want = (int64_t)(t->cfg->bucket_mb * 1048576.0 / sizeof(float));
+    int64_t end = m->n_params + ALIG_REDUCE_TAIL;
+    t->n_buckets = 0;
+    for (int i = m->n_tensors - 1; i > 0 && want > 0; i--) {
+        int64_t start = m->tensors[i].offset;
+        if (end - start >= want && t->n_buckets < ALIG_MAX_BUCKETS - 1) {
+            t->bucket_start[t->n_buckets++] = start;
+            end = start;
+        }
+    }
+    t->bucket_start[t->n_buckets++] = 0;
+}
+
+/* model->grads_ready hook: start reducing every bucket whose gradients are final. */
+static void grads_ready_(void *ctx, int64_t from)
+{
+    alig_trainer_t *t = ctx;
+    alig_model_t *m = &t->model;
+    while (t->next_bucket < t->n_buckets && from <= t->bucket_start[t->next_bucket]) {
+        int b = t->next_bucket++;
+        int64_t end = b == 0 ? m->n_params + ALIG_REDUCE_TAIL : t->bucket_start[b - 1];
+        alig_comm_iallreduce_sum_f(t->comm, m->grads + t->bucket_start[b],
+                                   end - t->bucket_start[b]);
+    }
+    alig_comm_progress(t->comm);
+}
+
 static int build_model_(alig_trainer_t *t)
 {
     const alig_config_t *cfg = t->cfg;
@@ -92,6 +129,7 @@ static int build_model_(alig_trainer_t *t)
     rc = alig_optim_init(&t->optim, &o, t->model.n_params);
     if (rc)
         return rc;
+    plan_buckets_(t);
     t->perm = alig_malloc(sizeof(int64_t) * (size_t)t->train.n, "epoch permutation");
     t->labels = alig_malloc(sizeof(int32_t) * (size_t)max_batch, "batch labels");
     t->eval_index = alig_malloc(sizeof(int64_t) * (size_t)max_batch, "evaluation index");
@@ -178,8 +216,6 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     int64_t correct = 0;
     double loss_sum = local ? alig_model_forward(m, local, t->labels, &correct) : 0.0;
     double t2 = alig_time();
-    alig_model_backward(m, local, t->labels);
-    double t3 = alig_time();
 
     if (t->fault_kind && t->step + 1 == t->fault_step &&
         alig_comm_rank(t->comm) == t->fault_rank) {
@@ -189,12 +225,25 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
             raise(SIGKILL);
     }
 
+    /* the tail is known after the forward pass: it travels in the first bucket */
     float *tail = m->grads + m->n_params;
     tail[ALIG_TAIL_LOSS] = (float)loss_sum;
     tail[ALIG_TAIL_CORRECT] = (float)correct;
     tail[ALIG_TAIL_COUNT] = (float)local;
     tail[ALIG_TAIL_STOP] = t->stop_signal && *t->stop_signal ? 1.0f : 0.0f;
-    alig_comm_allreduce_sum_f(t->comm, m->grads, m->n_params + ALIG_REDUCE_TAIL);
+
+    /* backward; with [run] overlap the buckets' reductions start as their layers finish,
+     * otherwise the same reductions start after it: the same sums either way */
+    int reduce = alig_comm_size(t->comm) > 1;
+    t->next_bucket = 0;
+    m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
+    m->grads_ready_ctx = t;
+    alig_model_backward(m, local, t->labels);
+    double t3 = alig_time();
+    if (reduce) {
+        grads_ready_(t, 0);
+        alig_comm_wait_all(t->comm);
+    }
     if (m->n_state > 0 && alig_comm_size(t->comm) > 1) {
         /* bn running statistics: each rank updated them from its own slice (as
          * PyTorch DDP without SyncBatchNorm); average them over the ranks that had

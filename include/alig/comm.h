@@ -32,6 +32,17 @@ int alig_comm_local_size(const alig_comm_t *c);  /* ranks on this node */
 void alig_comm_allreduce_sum_f(alig_comm_t *c, float *buf, int64_t n);
 void alig_comm_allreduce_sum_d(alig_comm_t *c, double *buf, int64_t n);
 
+/*
+ * Non-blocking in-place sum of n <= INT_MAX floats (MPI_Iallreduce). At most
+ * ALIG_COMM_MAX_PENDING may be outstanding; alig_comm_progress lets MPI move
+ * them along (Open MPI progresses only inside MPI calls); alig_comm_wait_all
+ * completes them all. No-ops on one rank.
+ */
+#define ALIG_COMM_MAX_PENDING 256
+void alig_comm_iallreduce_sum_f(alig_comm_t *c, float *buf, int64_t n);
+void alig_comm_progress(alig_comm_t *c);
+void alig_comm_wait_all(alig_comm_t *c);
+
 /* Broadcast bytes from root. */
 void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root);
 

@@ -32,6 +32,8 @@ typedef struct {
     int threads;                /* threads = 0; >= 0, BLAS threads per rank (0: auto from affinity) */
     int log_every;              /* log_every = 0; >= 0, print a step line every N steps (0: never) */
     int check_every;            /* check_every = 100; >= 0, compare a parameter checksum across ranks every N steps (0: never) */
+    int overlap;                /* overlap = true; boolean: reduce gradient buckets while backward runs */
+    double bucket_mb;           /* bucket_mb = 4; number in [0, 1024], MiB per gradient bucket (0: one fused reduction) */
     int profile;                /* profile = false; boolean: print the time split of a step (data, forward, backward, allreduce, optimizer) each epoch */
     int metrics_every;          /* metrics_every = 10; >= 0, a steps.csv row every N steps (0: none) */
     int skip_nonfinite;         /* nonfinite = stop; one of: stop (0: exit 5 naming the step), skip (1: skip the step, count it) */

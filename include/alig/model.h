@@ -108,6 +108,12 @@ typedef struct {
      * so it does not depend on how a batch is split over ranks. The trainer sets noise_step to
      * the global step and sample_ids to the dataset indices of the next forward call's samples
      * (NULL: ids 0..n-1). */
+    /* backward progress: when set, called after each node with parameters with the
+     * offset from which every gradient sum in `grads` is final (gradients become final
+     * from the end of the buffer towards its start), so the trainer can start reducing
+     * them while the rest of the backward pass runs */
+    void (*grads_ready)(void *ctx, int64_t from);
+    void *grads_ready_ctx;
     uint64_t noise_seed;
     int64_t noise_step;
     const int64_t *sample_ids;

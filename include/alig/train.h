@@ -58,6 +58,10 @@ typedef struct {
     int64_t *eval_index;          /* (model.max_batch) sample indices of an evaluation slice */
     alig_augment_t aug;           /* training-sample augmentation ([data] augment_*) */
     int64_t batches_per_epoch;
+    /* gradient buckets reduced as backward produces them (see train.c plan_buckets_) */
+#define ALIG_MAX_BUCKETS 64
+    int n_buckets, next_bucket;
+    int64_t bucket_start[ALIG_MAX_BUCKETS]; /* descending; bucket b is [start[b], start[b-1]) */
     /* training position: the next step is batch `batch` of epoch `epoch` */
     int64_t epoch, batch, step;
     alig_epoch_stats_t stats;
