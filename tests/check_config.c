@@ -661,16 +661,20 @@ START_TEST(test_optimizer_schedule_checks)
     EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "schedule = cosine",
                  "takes no learning-rate schedule");
     /* a step schedule needs milestones, which must increase */
+    alig_config_free(&cfg);
     alig_config_defaults(&cfg);
     PARSE_OK("[optimizer]\nname = sgd\nschedule = step\n");
     EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "needs milestones");
+    alig_config_free(&cfg);
     alig_config_defaults(&cfg);
     PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 30, 20\n");
     EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "milestones = 30, 20",
                  "increasing");
+    alig_config_free(&cfg);
     alig_config_defaults(&cfg);
     PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 5,x\n");
     EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "milestones = 5,x");
+    alig_config_free(&cfg);
     alig_config_defaults(&cfg);
     PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 3, 7,12\nlr = 0.05\n"
              "nesterov = yes\nweight_decay = 5e-4\n");
