@@ -5,6 +5,7 @@
 #   make check        build and run the whole test suite (SUITE=name: one suite)
 #   make sanitize     the test suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make reference    regenerate the PyTorch reference fixtures (tests/reference/README.md)
+#   make bench        speed against PyTorch and the GEMM-only limit (docs/performance.md)
 #   make fuzz         libFuzzer targets for the config parser and data readers,
 #                     FUZZ_SECONDS (default 60) each
 #   make install      copy alig-train to $(PREFIX)/bin
@@ -54,7 +55,7 @@ TEST_BIN := $(BUILD)/tests/check_alig
 MPI_TEST_SRC := $(wildcard tests/mpi_*.c)
 MPI_TEST_BIN := $(MPI_TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all build deps run check sanitize install clean tests fuzz fuzz-build reference
+.PHONY: all build deps run check sanitize install clean tests fuzz fuzz-build bench reference
 
 all: deps
 	@$(MAKE) --no-print-directory build
@@ -85,7 +86,19 @@ $(BUILD)/tests/mpi_%: tests/mpi_%.c $(LIB) $(wildcard include/alig/*.h tests/*.h
 $(BUILD)/obj $(BUILD)/obj/tests $(BUILD)/tests $(BIN):
 	mkdir -p $@
 
-tests: $(BIN)/alig-train $(TEST_BIN) $(MPI_TEST_BIN)
+tests: $(BIN)/alig-train $(TEST_BIN) $(MPI_TEST_BIN) $(BUILD)/tests/gemm_limit $(BUILD)/tests/allreduce_bench
+
+$(BUILD)/tests/%: tests/bench/%.c $(LIB) | $(BUILD)/tests
+	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
+
+# Benchmarks against PyTorch (python3-torch) and the GEMM-only limit: docs/performance.md.
+# BENCH_REPEATS runs per setting, BENCH_STEPS steps per run; needs a quiet machine.
+BENCH_REPEATS ?= 5
+BENCH_STEPS ?= 60
+bench: deps
+	@$(MAKE) --no-print-directory tests
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || apt-get install -y -qq python3-torch python3-numpy
+	ALIG_BUILD=$(BUILD) ALIG_BIN=$(BIN) tests/bench/run-bench.sh $(BENCH_REPEATS) $(BENCH_STEPS)
 
 run: deps
 	@$(MAKE) --no-print-directory build

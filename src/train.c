@@ -417,6 +417,24 @@ typedef struct {
     double last; /* when the last line was printed */
 } progress_t;
 
+/*
+ * Whether the log is a terminal a person watches. Under mpirun the ranks' stdout
+ * is a pseudo-terminal of Open MPI's even when mpirun's own output goes to a file,
+ * so a launched rank counts as a batch log (plain lines, no carriage returns)
+ * unless ALIG_PROGRESS=tty asks for the live line; ALIG_PROGRESS=plain forces plain.
+ */
+static int log_is_terminal_(FILE *log)
+{
+    const char *force = getenv("ALIG_PROGRESS");
+    if (force && !strcmp(force, "tty"))
+        return 1;
+    if (force && !strcmp(force, "plain"))
+        return 0;
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK"))
+        return 0;
+    return isatty(fileno(log));
+}
+
 static void progress_(const alig_trainer_t *t, progress_t *p, FILE *log)
 {
     double now = alig_time();
@@ -457,7 +475,7 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
     if ((rc = alig_comm_agree(t->comm, rc)))
         return rc;
     double t_start = alig_time();
-    progress_t progress = {.tty = root && isatty(fileno(log)), .last = t_start};
+    progress_t progress = {.tty = root && log_is_terminal_(log), .last = t_start};
     while (t->epoch < cfg->epochs && (cfg->max_steps == 0 || t->step < cfg->max_steps)) {
         int64_t epoch = t->epoch;
         rc = alig_trainer_step(t, NULL);

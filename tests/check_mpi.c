@@ -248,6 +248,8 @@ START_TEST(trains_end_to_end_on_two_ranks)
     ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
     ck_assert_int_eq(count_(out_, "epoch "), 3);
     ck_assert_ptr_nonnull(strstr(out_, "ranks: 2"));
+    /* a batch log: plain lines, never a carriage return (ranks see an Open MPI pty) */
+    ck_assert_ptr_null(strchr(out_, '\r'));
     /* the last epoch's test accuracy on this learnable set */
     const char *last = strstr(out_, "epoch   3");
     ck_assert_ptr_nonnull(last);

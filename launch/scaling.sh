@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Scaling-study kit: strong scaling (fixed global batch) and weak scaling (fixed
+# per-rank batch) of alig-train over a list of rank counts, into one CSV and a PNG
+# of speedup and efficiency against ideal.
+#
+#   launch/scaling.sh [-r "1 2 4"] [-b 128] [-s 100] [-c CONFIG] [-o OUT_DIR]
+#
+#   -r  rank counts (default "1 2")          -b  global batch at 1 rank (default 128)
+#   -s  steps per run (default 100)          -c  config (default launch/fashion-mnist-mlp.ini)
+#   -o  output directory (default runs/scaling)
+# Set MPIRUN to your launcher (default: launch/run.sh's mpirun, -np N appended);
+# on a cluster e.g. MPIRUN="srun --mpi=pmix -n".
+# Columns: mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,
+#          data,forward,backward,allreduce,optimizer (percent of step time, rank 0).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+ranks="1 2" batch=128 steps=100 cfg=$here/fashion-mnist-mlp.ini out=runs/scaling
+while getopts "r:b:s:c:o:" o; do
+    case $o in r) ranks=$OPTARG ;; b) batch=$OPTARG ;; s) steps=$OPTARG ;; c) cfg=$OPTARG ;;
+               o) out=$OPTARG ;; *) exit 2 ;; esac
+done
+mkdir -p "$out"
+csv=$out/scaling.csv
+echo "mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,data,forward,backward,allreduce,optimizer" > "$csv"
+launch() { # np args...
+    local np=$1; shift
+    if [ -n "${MPIRUN:-}" ]; then $MPIRUN "$np" "$@"; else "$here/run.sh" -np "$np" "$@"; fi
+}
+for mode in strong weak; do
+    base=
+    for p in $ranks; do
+        gb=$batch; [ $mode = weak ] && gb=$((batch * p))
+        log=$out/$mode-$p.log
+        launch "$p" "${ALIG_TRAIN:-$here/../bin/alig-train}" "$cfg" --set run.max_steps="$steps" \
+            --set data.batch_size="$gb" --set eval.every=0 --set run.profile=true \
+            --set run.out_dir="$out/$mode-$p" --set checkpoint.resume=never \
+            --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$log" 2>&1
+        rm -rf "${out:?}/$mode-$p"
+        sps=$(awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") v=$(i-1)} END {print v}' "$log")
+        prof=$(awk '/^profile/ {ms=$2; for (i=1;i<=NF;i++) if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}} END {print ms p}' "$log")
+        [ -n "$base" ] || base=$sps
+        # strong: speedup = rate/rate1, efficiency = speedup/p; weak: the same, per-rank work fixed
+        awk -v m=$mode -v p=$p -v gb=$gb -v s="$sps" -v b="$base" -v pr="$prof" \
+            'BEGIN {printf "%s,%d,%d,%.1f,%.3f,%.3f,%s\n", m, p, gb, s, s/b, s/b/p, pr}' >> "$csv"
+    done
+done
+cat "$csv"
+command -v gnuplot >/dev/null || "$here/install-deps.sh" --plot
+gnuplot <<GP
+set datafile separator ","
+set terminal pngcairo size 1000,420 font ",11" noenhanced
+set output "$out/scaling.png"
+set multiplot layout 1,2
+set grid; set key top left
+set xlabel "ranks"; set ylabel "speedup"; set title "speedup"
+plot x with lines dt 2 lc rgb "gray" title "ideal", \
+     "< grep '^strong' $csv" using 2:5 with linespoints lw 2 title "strong (global batch $batch)", \
+     "< grep '^weak' $csv" using 2:5 with linespoints lw 2 title "weak ($batch per rank)"
+set ylabel "efficiency"; set title "parallel efficiency"; set yrange [0:1.2]
+plot 1 with lines dt 2 lc rgb "gray" title "ideal", \
+     "< grep '^strong' $csv" using 2:6 with linespoints lw 2 title "strong", \
+     "< grep '^weak' $csv" using 2:6 with linespoints lw 2 title "weak"
+unset multiplot
+GP
+echo "scaling.sh: wrote $csv and $out/scaling.png"
