@@ -19,7 +19,7 @@ run() { # name --set...
     local name=$1; shift
     rm -rf "$out/$name"
     "$here/run.sh" -np "$np" "$cfg" --set "run.out_dir=$out/$name" --set checkpoint.resume=never "$@" \
-        | tee "$out/$name.log" | grep -E '^epoch'
+        | tee "$out/$name.log" | grep -E '^epoch' || true
 }
 mkdir -p "$out"
 run alig
