@@ -21,21 +21,21 @@ int alig_mkdirs(const char *dir)
 {
     char buf[4096];
     if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
-        return alig_fail(ALIG_E_CONFIG, "%s: directory name too long", dir);
+        return alig_fail(ALIG_E_CKPT, "%s: directory name too long", dir);
     for (char *p = buf + 1;; p++) {
         if (*p != '/' && *p != '\0')
             continue;
         char c = *p;
         *p = '\0';
         if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return alig_fail(ALIG_E_CONFIG, "%s: cannot create directory: %s", buf, strerror(errno));
+            return alig_fail(ALIG_E_CKPT, "%s: cannot create directory: %s", buf, strerror(errno));
         *p = c;
         if (!c)
             break;
     }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return alig_fail(ALIG_E_CONFIG, "%s: not a directory", dir);
+        return alig_fail(ALIG_E_CKPT, "%s: not a directory", dir);
     return ALIG_OK;
 }
 
@@ -79,7 +79,7 @@ static FILE *open_trimmed_(const char *path, const char *header, int col, int64_
     return fopen(path, "a");
 }
 
-int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step)
+int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, int mid_epoch)
 {
     memset(mt, 0, sizeof *mt);
     int rc = alig_mkdirs(dir);
@@ -89,12 +89,15 @@ int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step)
     snprintf(path, sizeof path, "%s/steps.csv", dir);
     mt->steps = open_trimmed_(path, steps_header_, 0, resume_step);
     if (!mt->steps)
-        return alig_fail(ALIG_E_CONFIG, "%s: cannot write: %s", path, strerror(errno));
+        return alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/epochs.csv", dir);
-    /* an epoch row belongs to the step that ended it (column 1) */
-    mt->epochs = open_trimmed_(path, epochs_header_, 1, resume_step);
+    /* an epoch row belongs to the step that ended it (column 1); resuming in the middle
+     * of an epoch drops that epoch's partial row (written when max_steps ended a run
+     * there): the resumed run writes the whole epoch's row */
+    mt->epochs = open_trimmed_(path, epochs_header_, 1,
+                               mid_epoch && resume_step > 0 ? resume_step - 1 : resume_step);
     if (!mt->epochs) {
-        rc = alig_fail(ALIG_E_CONFIG, "%s: cannot write: %s", path, strerror(errno));
+        rc = alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", path, strerror(errno));
         alig_metrics_close(mt);
         return rc;
     }

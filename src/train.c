@@ -7,7 +7,10 @@
 #include "alig/metrics.h"
 #include "alig/rng.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
+#include <sys/file.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -93,6 +96,15 @@ static int build_model_(alig_trainer_t *t)
                              "([model] layers ends with dense %d)",
                              files[i], sets[i]->n_classes - 1, t->model.n_classes,
                              t->model.n_classes);
+    /* more outputs than classes: a layer list that does not end where the data needs */
+    int classes = t->train.n_classes > t->test.n_classes ? t->train.n_classes : t->test.n_classes;
+    if (t->model.n_classes != classes)
+        return alig_fail(ALIG_E_CONFIG,
+                         "[model] layers: the network ends with %d outputs (last layer %s) but "
+                         "the data has %d classes (largest label %d in %s); end the list with "
+                         "'dense %d'",
+                         t->model.n_classes, t->model.layers[t->model.n_layers - 1].name, classes,
+                         classes - 1, files[0], classes);
     alig_model_init_params(&t->model, cfg->seed, cfg->init);
     if (cfg->ckpt_init[0]) { /* [checkpoint] init = PATH replaces the seeded values */
         rc = alig_ckpt_load_params(&t->model, cfg->ckpt_init);
@@ -409,6 +421,37 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     fflush(log);
 }
 
+/*
+ * Two jobs writing one run directory would interleave their checkpoints and
+ * metrics (and a second one could resume from the first one's files): rank 0
+ * holds an exclusive flock on <out_dir>/.alig-train.lock for the whole run.
+ */
+static int lock_run_dir_(alig_trainer_t *t)
+{
+    const char *dir = t->cfg->out_dir;
+    int rc = alig_mkdirs(dir);
+    if (rc)
+        return rc;
+    char path[ALIG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/.alig-train.lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return alig_fail(ALIG_E_CKPT, "%s: cannot create the run directory lock: %s", path,
+                         strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            return alig_fail(ALIG_E_CKPT,
+                             "%s: another alig-train job is using this run directory (it holds "
+                             "%s); give this job its own [run] out_dir",
+                             dir, path);
+        return alig_fail(ALIG_E_CKPT, "%s: cannot lock: %s", path, strerror(e));
+    }
+    t->lock_fd = fd;
+    return ALIG_OK;
+}
+
 /* The live progress line: on a terminal, one line rewritten in place twice a
  * second; in a batch log, a plain line every 30 seconds (never a carriage return). */
 typedef struct {
@@ -467,11 +510,15 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
     int root = alig_comm_rank(t->comm) == 0;
     if (root)
         print_start_(t, log);
-    int rc = alig_ckpt_begin(t, log); /* checkpoint directory; resume */
+    int rc = root ? lock_run_dir_(t) : ALIG_OK; /* one job per run directory */
+    if ((rc = alig_comm_agree(t->comm, rc)))
+        return rc;
+    rc = alig_ckpt_begin(t, log); /* checkpoint directory; resume */
     if (rc)
         return rc;
     if (root) /* after a resume, drop metrics rows written past the checkpoint's step */
-        rc = alig_metrics_open(&t->metrics, cfg->out_dir, t->step > 0 ? t->step : -1);
+        rc = alig_metrics_open(&t->metrics, cfg->out_dir, t->step > 0 ? t->step : -1,
+                               t->batch > 0);
     if ((rc = alig_comm_agree(t->comm, rc)))
         return rc;
     double t_start = alig_time();
@@ -516,6 +563,15 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
                    (last || (epoch + 1) % cfg->eval_every == 0);
         if (eval)
             alig_trainer_evaluate(t, &t->test, &test_loss, &test_acc);
+        if (s->steps == 0 && s->skipped > 0) { /* nonfinite = skip, and nothing was left */
+            rc = alig_fail(ALIG_E_NUMERIC,
+                           "epoch %lld: all %lld steps had a non-finite loss or gradient and were "
+                           "skipped ([run] nonfinite = skip); the run cannot make progress",
+                           (long long)epoch + 1, (long long)s->skipped);
+            if (root)
+                fprintf(stderr, "alig-train: %s: %s\n", alig_status_name(rc), alig_error_message());
+            return rc;
+        }
         char skipped[64] = "";
         if (s->skipped)
             snprintf(skipped, sizeof skipped, "  skipped %lld non-finite step(s)",
@@ -565,6 +621,8 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
 
 void alig_trainer_free(alig_trainer_t *t)
 {
+    if (t->lock_fd > 0)
+        close(t->lock_fd); /* releases the run directory */
     alig_metrics_close(&t->metrics);
     alig_dataset_free(&t->train);
     alig_dataset_free(&t->test);

@@ -120,6 +120,58 @@ START_TEST(failed_allocation_is_an_error_not_a_crash)
 }
 END_TEST
 
+/* Found by a new-user trial: every step skipped used to end "successfully". */
+START_TEST(skip_policy_with_nothing_left_is_a_numerical_error)
+{
+    setup_();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s/alig-train %s --set optimizer.name=sgd --set optimizer.lr=1e30 "
+             "--set optimizer.momentum=0 --set run.nonfinite=skip", bin_(), cfg_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 5, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(strstr(out_, "were skipped ([run] nonfinite = skip)") != NULL, "%s", out_);
+}
+END_TEST
+
+/* Found by a new-user trial: a network with more outputs than classes trained silently. */
+START_TEST(outputs_must_match_the_classes)
+{
+    setup_();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set 'model.layers=dense 8, relu, dense 6'",
+             bin_(), cfg_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(strstr(out_, "ends with 6 outputs (last layer 02_dense) but the data has 4 "
+                               "classes") != NULL, "%s", out_);
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set model.layers=relu", bin_(), cfg_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 2);
+}
+END_TEST
+
+/* Found by a new-user trial: two jobs in one run directory mixed their checkpoints. */
+START_TEST(second_job_in_the_same_run_directory_is_refused)
+{
+    setup_();
+    char cmd[4096];
+    /* the first job holds the directory for a while (many epochs), the second is refused */
+    snprintf(cmd, sizeof cmd,
+             "%s/alig-train %s --set run.epochs=100000 > %s/first.log 2>&1 & first=$!; "
+             "sleep 2; %s/alig-train %s; rc=$?; kill $first; wait $first; exit $rc",
+             bin_(), cfg_, dir_, bin_(), cfg_);
+    double elapsed;
+    int rc = test_run(cmd, 60, out_, sizeof out_, &elapsed);
+    ck_assert_msg(rc == 4, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(strstr(out_, "another alig-train job is using this run directory") != NULL,
+                  "%s", out_);
+    /* once the first job is gone, the directory is free again (and resumes) */
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set run.epochs=1", bin_(), cfg_);
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -129,6 +181,9 @@ Suite *faults_suite(void)
     tcase_add_test(tc, nan_with_skip_policy_is_skipped_and_counted);
     tcase_add_test(tc, killed_rank_ends_the_job_promptly);
     tcase_add_test(tc, failed_allocation_is_an_error_not_a_crash);
+    tcase_add_test(tc, skip_policy_with_nothing_left_is_a_numerical_error);
+    tcase_add_test(tc, outputs_must_match_the_classes);
+    tcase_add_test(tc, second_job_in_the_same_run_directory_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }

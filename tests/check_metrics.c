@@ -55,7 +55,7 @@ START_TEST(rows_and_resume_trim)
 {
     snprintf(dir_, sizeof dir_, "%s/alig-metrics-%d/run", test_tmpdir(), (int)getpid());
     alig_metrics_t mt;
-    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1), ALIG_OK); /* creates the directories */
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1, 0), ALIG_OK); /* creates the directories */
     write_steps_(&mt, 10, 70); /* steps 10..70, epochs ending at 30 and 60 */
     alig_metrics_close(&mt);
     char *s = slurp_("steps.csv");
@@ -66,7 +66,7 @@ START_TEST(rows_and_resume_trim)
 
     /* the job died after step 70; its last checkpoint was at step 40: rows after 40
      * go, and the resumed job writes 50.. again, each once */
-    ck_assert_int_eq(alig_metrics_open(&mt, dir_, 40), ALIG_OK);
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, 40, 1), ALIG_OK);
     write_steps_(&mt, 50, 90);
     alig_metrics_close(&mt);
     s = slurp_("steps.csv");
@@ -82,8 +82,23 @@ START_TEST(rows_and_resume_trim)
     ck_assert_ptr_nonnull(strstr(s, "\n2,60,"));
     ck_assert_ptr_nonnull(strstr(s, "\n3,90,"));
 
+    /* max_steps ended a run mid-epoch at step 100 with a partial row for epoch 4; the
+     * resume at 100 drops that row and writes the whole epoch's row at step 120 */
+    alig_metrics_epoch_t partial = {.epoch = 4, .step = 100, .test_acc = NAN};
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, 100, 0), ALIG_OK);
+    alig_metrics_epoch(&mt, &partial);
+    alig_metrics_close(&mt);
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, 100, 1), ALIG_OK);
+    alig_metrics_epoch_t whole = {.epoch = 4, .step = 120, .test_acc = NAN};
+    alig_metrics_epoch(&mt, &whole);
+    alig_metrics_close(&mt);
+    s = slurp_("epochs.csv");
+    ck_assert_ptr_null(strstr(s, "\n4,100,"));
+    ck_assert_ptr_nonnull(strstr(s, "\n4,120,"));
+    ck_assert_int_eq(lines_(s), 1 + 4);
+
     /* a fresh start (-1) truncates */
-    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1), ALIG_OK);
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1, 0), ALIG_OK);
     alig_metrics_close(&mt);
     ck_assert_int_eq(lines_(slurp_("steps.csv")), 1);
 }
@@ -92,7 +107,7 @@ END_TEST
 START_TEST(unwritable_directory_is_an_error)
 {
     alig_metrics_t mt;
-    ck_assert_int_eq(alig_metrics_open(&mt, "/proc/alig-no/such", -1), ALIG_E_CONFIG);
+    ck_assert_int_eq(alig_metrics_open(&mt, "/proc/alig-no/such", -1, 0), ALIG_E_CKPT);
     ck_assert_ptr_nonnull(strstr(alig_error_message(), "/proc/alig-no"));
 }
 END_TEST

@@ -44,15 +44,16 @@ typedef struct {
 
 /*
  * Open (create or append to) the files in dir. resume_step < 0: start new
- * files (truncating old ones); >= 0: keep rows with step <= resume_step.
- * Returns ALIG_OK or ALIG_E_CONFIG naming the file.
+ * files (truncating old ones); >= 0: keep rows with step <= resume_step,
+ * except, when mid_epoch, the partial row of the epoch being resumed.
+ * Returns ALIG_OK or ALIG_E_CKPT (run-directory I/O) naming the file.
  */
-int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step);
+int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, int mid_epoch);
 void alig_metrics_step(alig_metrics_t *mt, const alig_metrics_step_t *row);
 void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *row);
 void alig_metrics_close(alig_metrics_t *mt);
 
-/* mkdir -p. Returns ALIG_OK or ALIG_E_CONFIG naming the directory. */
+/* mkdir -p. Returns ALIG_OK or ALIG_E_CKPT naming the directory. */
 int alig_mkdirs(const char *dir);
 
 #endif /* ALIG_METRICS_H */
