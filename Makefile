@@ -122,7 +122,7 @@ reference:
 # Fuzzing: clang's libFuzzer with ASan+UBSan over the parsers (no MPI needed).
 FUZZ_SECONDS ?= 60
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB_SRC := src/config.c src/data.c src/error.c src/rng.c
+FUZZ_LIB_SRC := src/config.c src/data.c src/data_cifar.c src/error.c src/rng.c
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
 
 fuzz:

@@ -22,16 +22,17 @@ done
 mkdir -p "$out"
 csv=$out/scaling.csv
 echo "mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,data,forward,backward,allreduce,optimizer" > "$csv"
-launch() { # np args...
+bin=${ALIG_TRAIN:-$here/../bin/alig-train}
+launch() { # np config args...
     local np=$1; shift
-    if [ -n "${MPIRUN:-}" ]; then $MPIRUN "$np" "$@"; else "$here/run.sh" -np "$np" "$@"; fi
+    if [ -n "${MPIRUN:-}" ]; then $MPIRUN "$np" "$bin" "$@"; else ALIG_TRAIN=$bin "$here/run.sh" -np "$np" "$@"; fi
 }
 for mode in strong weak; do
     base=
     for p in $ranks; do
         gb=$batch; [ $mode = weak ] && gb=$((batch * p))
         log=$out/$mode-$p.log
-        launch "$p" "${ALIG_TRAIN:-$here/../bin/alig-train}" "$cfg" --set run.max_steps="$steps" \
+        launch "$p" "$cfg" --set run.max_steps="$steps" \
             --set data.batch_size="$gb" --set eval.every=0 --set run.profile=true \
             --set run.out_dir="$out/$mode-$p" --set checkpoint.resume=never \
             --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$log" 2>&1
