@@ -644,7 +644,7 @@ void alig_config_defaults(alig_config_t *cfg)
     cfg->ckpt_at_end = 1;
     snprintf(cfg->ckpt_resume, sizeof cfg->ckpt_resume, "auto");
     cfg->ckpt_init[0] = '\0';
-    snprintf(cfg->ckpt_signals, sizeof cfg->ckpt_signals, "TERM, USR1");
+    snprintf(cfg->ckpt_signals, sizeof cfg->ckpt_signals, "TERM, USR1, INT");
 
     cfg->path[0] = '\0';
     cfg->text = NULL;

@@ -40,7 +40,12 @@ static volatile sig_atomic_t stop_signal_;
 
 static void on_signal_(int sig)
 {
-    (void)sig;
+    /* the first signal asks for a checkpoint at the next step boundary; a second
+     * one (an impatient Ctrl-C) takes the signal's default action at once */
+    if (stop_signal_) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
     stop_signal_ = 1;
 }
 

@@ -705,7 +705,7 @@ START_TEST(checkpoint_config_keys_and_signal_lists)
     ck_assert_int_eq(cfg.ckpt_at_end, 1);
     ck_assert_str_eq(cfg.ckpt_resume, "auto");
     ck_assert_str_eq(cfg.ckpt_init, "");
-    ck_assert_str_eq(cfg.ckpt_signals, "TERM, USR1");
+    ck_assert_str_eq(cfg.ckpt_signals, "TERM, USR1, INT");
     const char *text = "[checkpoint]\ndir = ckpt\nevery_steps = 500\nevery_epochs = 0\nkeep = 0\n"
                        "at_end = false\nresume = never\ninit = /p/x.h5\nsignals = usr1, SIGUSR2\n";
     ck_assert_int_eq(alig_config_parse(&cfg, text, "k.ini"), ALIG_OK);

@@ -172,6 +172,33 @@ START_TEST(second_job_in_the_same_run_directory_is_refused)
 }
 END_TEST
 
+/* Found by a new-user trial: Ctrl-C during a checkpoint write was lost. SIGINT is now a
+ * checkpointing stop like SIGTERM (exit 75), and a second one ends the process at once,
+ * also in the middle of a write (held open by the ALIG_TEST_CKPT_PAUSE hook). */
+START_TEST(ctrl_c_checkpoints_and_a_second_one_kills)
+{
+    setup_();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s/alig-train %s --set run.epochs=100000 > %s/int.log 2>&1 & p=$!; sleep 2; "
+             "kill -INT $p; wait $p; rc=$?; tail -3 %s/int.log; exit $rc",
+             bin_(), cfg_, dir_, dir_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 75, "exit %d:\n%.2000s", rc, out_);
+    ck_assert_msg(strstr(out_, "stopped by a signal at step") != NULL, "%.2000s", out_);
+    /* the checkpoint of step 10 (end of epoch 1) pauses mid-write: two Ctrl-C then */
+    snprintf(cmd, sizeof cmd,
+             "ALIG_TEST_CKPT_PAUSE=10 %s/alig-train %s --set run.out_dir=%s/int2 > %s/int2.log "
+             "2>&1 & p=$!; for i in $(seq 100); do grep -q 'test hook' %s/int2.log && break; "
+             "sleep 0.1; done; kill -INT $p; sleep 0.3; kill -INT $p; wait $p",
+             bin_(), cfg_, dir_, dir_, dir_);
+    double elapsed;
+    rc = test_run(cmd, 60, out_, sizeof out_, &elapsed);
+    ck_assert_msg(rc == 130, "exit %d", rc); /* 128 + SIGINT */
+    ck_assert_msg(elapsed < 20, "took %.1f s", elapsed);
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -184,6 +211,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, skip_policy_with_nothing_left_is_a_numerical_error);
     tcase_add_test(tc, outputs_must_match_the_classes);
     tcase_add_test(tc, second_job_in_the_same_run_directory_is_refused);
+    tcase_add_test(tc, ctrl_c_checkpoints_and_a_second_one_kills);
     suite_add_tcase(s, tc);
     return s;
 }
