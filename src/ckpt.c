@@ -14,6 +14,7 @@
  * failure on rank 0 stops every rank at the same point with the same status.
  */
 #include "alig/ckpt.h"
+#include "alig/metrics.h"
 #include "ckpt-impl.h" /* defines: alig_ckpt_config_text_ */
 
 #include "alig/comm.h"
@@ -122,34 +123,12 @@ static int list_ckpts_(const char *dir, int64_t **steps, int *n)
     return ALIG_OK;
 }
 
-static int mkdir_p_(const char *dir)
-{
-    char buf[CK_PATH_MAX];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1;; p++) {
-        if (*p != '/' && *p != '\0')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return alig_fail(ALIG_E_CKPT, "cannot create the checkpoint directory %s: %s: %s", dir,
-                             buf, strerror(errno));
-        *p = c;
-        if (!c)
-            break;
-    }
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return alig_fail(ALIG_E_CKPT, "checkpoint directory %s: %s", dir,
-                         stat(dir, &st) != 0 ? strerror(errno) : "not a directory");
-    return ALIG_OK;
-}
 
 /* Create the directory, prove it takes a new file, and delete leftovers of
  * interrupted saves (a *.tmp is never complete: completion is the rename). */
 static int prepare_dir_(const char *dir)
 {
-    int rc = mkdir_p_(dir);
+    int rc = alig_mkdirs(dir); /* alig/metrics.h: mkdir -p, ALIG_E_CKPT naming the directory */
     if (rc)
         return rc;
     char probe[CK_PATH_MAX + 32];
