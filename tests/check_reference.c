@@ -2,13 +2,15 @@
  * check_reference.c -- our forward/backward + ALI-G step against trajectories
  * computed by PyTorch, and the trainer's rank-agreement self-check.
  *
- * The fixture tests/reference/mlp.h5 (written by tests/reference/gen_reference.py,
- * regenerated with `make reference`; layout in tests/reference/README.md) holds
+ * The fixtures tests/reference/mlp.h5 and cnn.h5 (written by
+ * tests/reference/gen_reference.py, regenerated with `make reference`; layout in
+ * tests/reference/README.md) hold
  * the initial parameters, the batches, and for each optimizer case the float64
  * and float32 PyTorch trajectories and a per-step tolerance derived from the
  * measured float32-vs-float64 discrepancy. Here we replay each case with our
  * code -- exactly the arithmetic of alig_trainer_step on one rank -- and
- * compare every recorded quantity at every step with the float64 trajectory.
+ * compare every recorded quantity at every step with the float64 trajectory
+ * (for the CNN also the batch-norm running statistics, model->state).
  * Method and tolerance argument: docs/testing.md.
  *
  * ALIG_REFERENCE_DIR overrides the fixture directory (default tests/reference,
@@ -43,6 +45,9 @@ typedef struct {
     double *ref[NQ];          /* float64 reference: (steps) each; ref[Q_PARAMS] (steps, n_params) */
     double *ref32[NQ];        /* the float32 PyTorch run, same shapes */
     double *tol[NQ];          /* (steps) each, absolute; tol[Q_PARAMS] is per element, per step */
+    double *ref_state;        /* (steps, n_state) bn running statistics after each step; */
+    double *ref32_state;      /* NULL when the model has no state (the MLP) */
+    double *tol_state;        /* (steps) per element */
     double *params_start;     /* (n_params) after the projection at start */
     double tol_start;
     int *clipped;             /* (steps) 0/1 of the float64 run */
@@ -62,6 +67,11 @@ typedef struct {
     int n_tensors;            /* our parameter layout as the generator assumed it: */
     char tensor_names[16][64];
     int64_t tensor_offsets[16];
+    int64_t n_state;          /* model->state as the generator assumed it (0: none) */
+    int n_state_tensors;
+    char state_names[16][64];
+    int64_t state_offsets[16];
+    float *state_init;        /* (n_state) before the first step */
     int n_cases;
     ref_case_t cases[32];
 } fixture_t;
@@ -113,11 +123,13 @@ static void attr_string_(hid_t loc, const char *name, char *buf, size_t size)
     H5Aclose(a);
 }
 
-/* The generator's parameter layout: tensor names (fixed-length strings) and offsets. */
-static void read_layout_(fixture_t *fx, hid_t f)
+/* The generator's parameter (or state) layout: tensor names (fixed-length strings)
+ * from attribute `names`, offsets from `offsets`; returns the number of tensors. */
+static int read_layout_(hid_t f, const char *names, const char *offsets, char out_names[16][64],
+                        int64_t out_offsets[16])
 {
-    hid_t a = H5Aopen(f, "tensor_names", H5P_DEFAULT);
-    ck_assert_msg(a >= 0, "fixture: attribute 'tensor_names' missing");
+    hid_t a = H5Aopen(f, names, H5P_DEFAULT);
+    ck_assert_msg(a >= 0, "fixture: attribute '%s' missing", names);
     hid_t sp = H5Aget_space(a), ft = H5Aget_type(a);
     hssize_t n = H5Sget_simple_extent_npoints(sp);
     size_t len = H5Tget_size(ft);
@@ -125,19 +137,18 @@ static void read_layout_(fixture_t *fx, hid_t f)
     char buf[16 * 64];
     ck_assert_int_ge(H5Aread(a, ft, buf), 0);
     for (hssize_t i = 0; i < n; i++)
-        snprintf(fx->tensor_names[i], sizeof fx->tensor_names[i], "%.*s", (int)len,
-                 buf + (size_t)i * len);
-    fx->n_tensors = (int)n;
+        snprintf(out_names[i], 64, "%.*s", (int)len, buf + (size_t)i * len);
     H5Tclose(ft);
     H5Sclose(sp);
     H5Aclose(a);
-    a = H5Aopen(f, "tensor_offsets", H5P_DEFAULT);
-    ck_assert_msg(a >= 0, "fixture: attribute 'tensor_offsets' missing");
+    a = H5Aopen(f, offsets, H5P_DEFAULT);
+    ck_assert_msg(a >= 0, "fixture: attribute '%s' missing", offsets);
     sp = H5Aget_space(a);
     ck_assert_int_eq(H5Sget_simple_extent_npoints(sp), n);
-    ck_assert_int_ge(H5Aread(a, H5T_NATIVE_INT64, fx->tensor_offsets), 0);
+    ck_assert_int_ge(H5Aread(a, H5T_NATIVE_INT64, out_offsets), 0);
     H5Sclose(sp);
     H5Aclose(a);
+    return (int)n;
 }
 
 /* Read a dataset converted to `type` (HDF5 converts float32/int on read); checks its size. */
@@ -190,6 +201,12 @@ static void read_case_(fixture_t *fx, hid_t file, const char *name)
         snprintf(ds, sizeof ds, "tol/%s", q_names_[q]);
         rc->tol[q] = read_doubles_(g, ds, fx->steps);
     }
+    if (fx->n_state > 0) {
+        hssize_t n = (hssize_t)fx->steps * fx->n_state;
+        rc->ref_state = read_doubles_(g, "f64/state", n);
+        rc->ref32_state = read_doubles_(g, "f32/state", n);
+        rc->tol_state = read_doubles_(g, "tol/state", fx->steps);
+    }
     rc->params_start = read_doubles_(g, "f64/params_start", fx->n_params);
     double *t = read_doubles_(g, "tol/params_start", 1);
     rc->tol_start = t[0];
@@ -220,7 +237,13 @@ static void fixture_load_(fixture_t *fx, const char *file)
     fx->n_classes = (int)attr_double_(f, "n_classes");
     fx->n_params = (int64_t)attr_double_(f, "n_params");
     fx->delta = attr_double_(f, "delta");
-    read_layout_(fx, f);
+    fx->n_tensors = read_layout_(f, "tensor_names", "tensor_offsets", fx->tensor_names,
+                                 fx->tensor_offsets);
+    if (H5Aexists(f, "n_state") > 0) { /* a model with bn: its running statistics */
+        fx->n_state = (int64_t)attr_double_(f, "n_state");
+        fx->n_state_tensors = read_layout_(f, "state_names", "state_offsets", fx->state_names,
+                                           fx->state_offsets);
+    }
 
     hid_t d = H5Dopen2(f, "batches/x", H5P_DEFAULT);
     ck_assert_int_ge(d, 0);
@@ -239,6 +262,8 @@ static void fixture_load_(fixture_t *fx, const char *file)
                   (hssize_t)fx->steps * fx->bmax);
     fx->count = read_(f, "batches/count", H5T_NATIVE_INT32, sizeof(int32_t), fx->steps);
     fx->params_init = read_(f, "params_init", H5T_NATIVE_FLOAT, sizeof(float), fx->n_params);
+    if (fx->n_state > 0)
+        fx->state_init = read_(f, "state_init", H5T_NATIVE_FLOAT, sizeof(float), fx->n_state);
 
     hid_t g = H5Gopen2(f, "cases", H5P_DEFAULT);
     ck_assert_int_ge(g, 0);
@@ -263,9 +288,13 @@ static void fixture_free_(fixture_t *fx)
             free(rc->ref32[q]);
             free(rc->tol[q]);
         }
+        free(rc->ref_state);
+        free(rc->ref32_state);
+        free(rc->tol_state);
         free(rc->params_start);
         free(rc->clipped);
     }
+    free(fx->state_init);
     free(fx->x);
     free(fx->y);
     free(fx->count);
@@ -322,6 +351,17 @@ static int replay_(const fixture_t *fx, const ref_case_t *rc, int path, char *fa
         ck_assert_str_eq(m.tensors[i].name, fx->tensor_names[i]);
         ck_assert_int_eq(m.tensors[i].offset, fx->tensor_offsets[i]);
     }
+    /* the state (bn running statistics) likewise, and it starts as PyTorch's */
+    ck_assert_int_eq(m.n_state, fx->n_state);
+    ck_assert_int_eq(m.n_state_tensors, fx->n_state_tensors);
+    for (int i = 0; i < m.n_state_tensors; i++) {
+        ck_assert_str_eq(m.state_tensors[i].name, fx->state_names[i]);
+        ck_assert_int_eq(m.state_tensors[i].offset, fx->state_offsets[i]);
+    }
+    for (int64_t i = 0; i < m.n_state; i++)
+        ck_assert_msg(m.state[i] == fx->state_init[i], "state[%lld] starts at %g, PyTorch's at %g",
+                      (long long)i, m.state[i], fx->state_init[i]);
+    m.training = 1; /* bn on the batch statistics, running statistics updated */
     int64_t n = m.n_params;
     memcpy(m.params, fx->params_init, sizeof(float) * (size_t)n);
     alig_optim_t opt;
@@ -330,8 +370,8 @@ static int replay_(const fixture_t *fx, const ref_case_t *rc, int path, char *fa
     if (isfinite(rc->opts.max_norm))
         alig_project(m.params, n, rc->opts.max_norm);
 
-    diff_t d[NQ + 1];
-    for (int q = 0; q <= NQ; q++)
+    diff_t d[NQ + 2]; /* the quantities, then params_start, then state */
+    for (int q = 0; q < NQ + 2; q++)
         d[q] = (diff_t){0, 0, -1, -1, 0, 0, 0};
     for (int64_t i = 0; i < n; i++)
         note_(&d[NQ], 0, m.params[i], rc->params_start[i], rc->tol_start);
@@ -373,6 +413,9 @@ static int replay_(const fixture_t *fx, const ref_case_t *rc, int path, char *fa
         const double *pref = rc->ref[Q_PARAMS] + (size_t)s * n;
         for (int64_t i = 0; i < n; i++)
             note_(&d[Q_PARAMS], s, m.params[i], pref[i], rc->tol[Q_PARAMS][s]);
+        for (int64_t i = 0; i < m.n_state; i++)
+            note_(&d[NQ + 1], s, m.state[i], rc->ref_state[(size_t)s * m.n_state + i],
+                  rc->tol_state[s]);
         if (info.clipped != rc->clipped[s] && clip_mismatch < 0)
             clip_mismatch = s;
         if (rc->expect_projection && fabs(norm - rc->opts.max_norm) > rc->tol[Q_NORM][s] &&
@@ -380,8 +423,10 @@ static int replay_(const fixture_t *fx, const ref_case_t *rc, int path, char *fa
             proj_off = s;
     }
 
-    for (int q = 0; q <= NQ; q++) {
-        const char *what = q == NQ ? "params_start" : q == Q_NORM ? "norm_after_step" : q_names_[q];
+    int nd = m.n_state > 0 ? NQ + 2 : NQ + 1;
+    for (int q = 0; q < nd; q++) {
+        const char *what = q == NQ + 1 ? "state" : q == NQ ? "params_start"
+                         : q == Q_NORM ? "norm_after_step" : q_names_[q];
         if (d[q].max_ratio <= 1.0)
             continue;
         failed++;
@@ -416,7 +461,7 @@ static int replay_(const fixture_t *fx, const ref_case_t *rc, int path, char *fa
     size_t r = strlen(report);
     r += (size_t)snprintf(report + r, report_size - r, "  %-30s %-10s", rc->name,
                           path_names_[path]);
-    for (int q = 0; q <= NQ && r < report_size; q++)
+    for (int q = 0; q < nd && r < report_size; q++)
         r += (size_t)snprintf(report + r, report_size - r, " %.2g/%.2g", d[q].max_diff,
                               d[q].max_ratio);
     if (r < report_size)
@@ -435,10 +480,10 @@ static int replay_(const fixture_t *fx, const ref_case_t *rc, int path, char *fa
  * tolerance argument is in docs/testing.md). Prints, per case and quantity,
  * max |ours - float64| / worst |ours - float64| relative to the tolerance.
  */
-START_TEST(mlp_trajectories_match_pytorch)
+static void trajectories_match_pytorch_(const char *file)
 {
     fixture_t fx;
-    fixture_load_(&fx, "mlp.h5");
+    fixture_load_(&fx, file);
     ck_assert_int_gt(fx.n_cases, 0);
     static char fail[65536], report[8192]; /* at most 9 cases x 2 paths x 9 lines */
     fail[0] = report[0] = '\0';
@@ -448,8 +493,9 @@ START_TEST(mlp_trajectories_match_pytorch)
             failed += replay_(&fx, &fx.cases[i], path, fail, sizeof fail, report, sizeof report);
     printf("reference %s, %d cases x %d steps: max |ours - PyTorch float64| / that over the "
            "tolerance, per quantity:\n  %-30s %-10s loss, grad_norm2, step_unclipped, step, "
-           "norm_after_step, params, params_start\n%s",
-           fx.path, fx.n_cases, fx.steps, "case", "path", report);
+           "norm_after_step, params, params_start%s\n%s",
+           fx.path, fx.n_cases, fx.steps, "case", "path", fx.n_state > 0 ? ", state" : "",
+           report);
     if (failed) {
         /* all of them on stdout; Check messages are limited, so the assertion gets the head */
         printf("%d check(s) outside the reference tolerance:\n%s", failed, fail);
@@ -458,6 +504,83 @@ START_TEST(mlp_trajectories_match_pytorch)
     }
     fflush(stdout);
     ck_assert_msg(failed == 0, "%d check(s) outside the reference tolerance:\n%s", failed, fail);
+    fixture_free_(&fx);
+}
+
+START_TEST(mlp_trajectories_match_pytorch)
+{
+    trajectories_match_pytorch_("mlp.h5");
+}
+END_TEST
+
+/* The CNN: conv, bn in training mode (and its running statistics), relu, maxpool, dense. */
+START_TEST(cnn_trajectories_match_pytorch)
+{
+    trajectories_match_pytorch_("cnn.h5");
+}
+END_TEST
+
+/*
+ * The CNN fixture covers what it claims: conv, bn, maxpool in the layer list; bn
+ * running statistics recorded and moved away from their start; standard and
+ * adjusted momentum with a varying step; max_lr binding on some steps; a
+ * binding projection; a partial batch; clipping patterns as claimed.
+ */
+START_TEST(cnn_fixture_covers_every_case)
+{
+    fixture_t fx;
+    fixture_load_(&fx, "cnn.h5");
+    ck_assert_msg(strstr(fx.layers, "conv") && strstr(fx.layers, "bn") &&
+                  strstr(fx.layers, "maxpool"), "cnn fixture layers '%s'", fx.layers);
+    ck_assert_int_gt(fx.c, 1); /* (out_c, in_c, k, k) is not (in_c, out_c, k, k) */
+    ck_assert_int_gt(fx.n_state, 0);
+    int standard = 0, adjusted = 0, lr_mixed = 0, projection = 0;
+    for (int i = 0; i < fx.n_cases; i++) {
+        const ref_case_t *rc = &fx.cases[i];
+        int n_clipped = 0;
+        double smin = INFINITY, smax = -INFINITY;
+        for (int s = 0; s < fx.steps; s++) {
+            n_clipped += rc->clipped[s];
+            smin = fmin(smin, rc->ref[Q_STEP][s]);
+            smax = fmax(smax, rc->ref[Q_STEP][s]);
+            if (isnan(rc->opts.max_lr))
+                ck_assert_int_eq(rc->clipped[s], 0);
+            else
+                ck_assert_int_eq(rc->clipped[s], rc->ref[Q_STEP_UNCLIPPED][s] > rc->opts.max_lr);
+            ck_assert(rc->tol_state[s] > 0 && isfinite(rc->tol_state[s]));
+            for (int q = 0; q < NQ; q++)
+                ck_assert(rc->tol[q][s] > 0 && isfinite(rc->tol[q][s]));
+        }
+        const char *pattern = n_clipped == fx.steps ? "all" : n_clipped == 0 ? "none" : "mixed";
+        ck_assert_msg(strcmp(pattern, rc->expect_clipped) == 0, "%s: clipped on %d of %d steps, "
+                      "but the case claims '%s'", rc->name, n_clipped, fx.steps,
+                      rc->expect_clipped);
+        lr_mixed += strcmp(pattern, "mixed") == 0;
+        if (rc->opts.momentum > 0) {
+            ck_assert_msg(smax - smin > 1e-3 * smax, "%s: constant step size", rc->name);
+            rc->opts.adjusted ? adjusted++ : standard++;
+        }
+        if (rc->expect_projection) {
+            double norm0 = sqrt(alig_norm2(fx.params_init, fx.n_params));
+            ck_assert(norm0 > rc->opts.max_norm * 1.001);
+            for (int s = 0; s < fx.steps; s++)
+                ck_assert_msg(rc->ref[Q_NORM][s] > rc->opts.max_norm * 1.001,
+                              "%s: projection not binding at step %d", rc->name, s + 1);
+            projection++;
+        }
+        /* the running statistics moved far beyond the tolerance from (mean 0, var 1) */
+        const double *last = rc->ref_state + (size_t)(fx.steps - 1) * fx.n_state;
+        for (int64_t k = 0; k < fx.n_state; k++)
+            ck_assert_msg(fabs(last[k] - fx.state_init[k]) > 100 * rc->tol_state[fx.steps - 1],
+                          "%s: state[%lld] barely moved", rc->name, (long long)k);
+    }
+    ck_assert_msg(standard && adjusted && lr_mixed && projection,
+                  "cnn cases: %d standard, %d adjusted, %d max_lr mixed, %d projection",
+                  standard, adjusted, lr_mixed, projection);
+    int partial = 0;
+    for (int s = 0; s < fx.steps; s++)
+        partial += fx.count[s] < fx.bmax;
+    ck_assert_msg(partial > 0, "no partial batch in the cnn fixture");
     fixture_free_(&fx);
 }
 END_TEST
@@ -550,22 +673,34 @@ END_TEST
  */
 START_TEST(float32_reference_within_tolerance)
 {
-    fixture_t fx;
-    fixture_load_(&fx, "mlp.h5");
-    for (int i = 0; i < fx.n_cases; i++) {
-        const ref_case_t *rc = &fx.cases[i];
-        for (int q = 0; q < NQ; q++)
-            for (int s = 0; s < fx.steps; s++) {
-                int64_t m = q == Q_PARAMS ? fx.n_params : 1;
-                for (int64_t k = 0; k < m; k++) {
-                    double a = rc->ref32[q][s * m + k], b = rc->ref[q][s * m + k];
-                    ck_assert_msg(fabs(a - b) <= rc->tol[q][s],
-                                  "%s: float32 %s at step %d differs by %g > tolerance %g",
-                                  rc->name, q_names_[q], s + 1, fabs(a - b), rc->tol[q][s]);
+    static const char *const files[2] = {"mlp.h5", "cnn.h5"};
+    for (int fi = 0; fi < 2; fi++) {
+        fixture_t fx;
+        fixture_load_(&fx, files[fi]);
+        for (int i = 0; i < fx.n_cases; i++) {
+            const ref_case_t *rc = &fx.cases[i];
+            for (int q = 0; q < NQ; q++)
+                for (int s = 0; s < fx.steps; s++) {
+                    int64_t m = q == Q_PARAMS ? fx.n_params : 1;
+                    for (int64_t k = 0; k < m; k++) {
+                        double a = rc->ref32[q][s * m + k], b = rc->ref[q][s * m + k];
+                        ck_assert_msg(fabs(a - b) <= rc->tol[q][s],
+                                      "%s %s: float32 %s at step %d differs by %g > tolerance %g",
+                                      files[fi], rc->name, q_names_[q], s + 1, fabs(a - b),
+                                      rc->tol[q][s]);
+                    }
                 }
+            /* the bn running statistics (cnn.h5 only) */
+            for (int64_t k = 0; k < fx.steps * fx.n_state; k++) {
+                double a = rc->ref32_state[k], b = rc->ref_state[k], t = rc->tol_state[k / fx.n_state];
+                ck_assert_msg(fabs(a - b) <= t,
+                              "%s %s: float32 state at step %lld differs by %g > tolerance %g",
+                              files[fi], rc->name, (long long)(k / fx.n_state + 1), fabs(a - b),
+                              t);
             }
+        }
+        fixture_free_(&fx);
     }
-    fixture_free_(&fx);
 }
 END_TEST
 
@@ -652,6 +787,8 @@ Suite *reference_suite(void)
     tcase_add_test(tc, fixture_covers_every_case);
     tcase_add_test(tc, float32_reference_within_tolerance);
     tcase_add_test(tc, mlp_trajectories_match_pytorch);
+    tcase_add_test(tc, cnn_fixture_covers_every_case);
+    tcase_add_test(tc, cnn_trajectories_match_pytorch);
     suite_add_tcase(s, tc);
     TCase *agree = tcase_create("rank-agreement");
     tcase_set_timeout(agree, 300);
