@@ -362,6 +362,28 @@ char *alig_ckpt_config_text_(const alig_config_t *cfg)
     return buf;
 }
 
+/*
+ * A group holding one float buffer laid out as `ts`: one dataset per tensor,
+ * the FNV-1a hash of the whole buffer (checked on load) and, when count_attr
+ * is not NULL, its element count.
+ */
+static int write_buffer_group_(hid_t file, const char *path, const char *group,
+                               const char *count_attr, const alig_tensor_t *ts, int n_ts,
+                               const float *buf, int64_t n)
+{
+    hid_t g = group_(file, group);
+    if (g < 0)
+        return h5_fail_(path, "cannot create %s", group);
+    herr_t a = (count_attr && attr_i64_(g, count_attr, n) < 0) ||
+                       attr_u64_(g, "fnv1a64", alig_hash64(buf, sizeof(float) * (size_t)n)) < 0
+                   ? -1
+                   : 0;
+    H5Gclose(g);
+    if (a < 0)
+        return h5_fail_(path, "cannot write the attributes of %s", group);
+    return write_tensors_(file, path, group, ts, n_ts, buf);
+}
+
 static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
 {
     const alig_model_t *m = &t->model;
@@ -379,40 +401,18 @@ static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
         attr_str_(file, "created", created) < 0)
         return h5_fail_(path, "cannot write the root attributes");
 
-    /* /params, /state, /optim/momentum: one dataset per tensor */
-    hid_t g = group_(file, "/params");
-    if (g < 0)
-        return h5_fail_(path, "cannot create /params");
-    herr_t a = attr_i64_(g, "n_params", m->n_params) < 0 ||
-                       attr_u64_(g, "fnv1a64",
-                                 alig_hash64(m->params, sizeof(float) * (size_t)m->n_params)) < 0
-                   ? -1
-                   : 0;
-    H5Gclose(g);
-    if (a < 0)
-        return h5_fail_(path, "cannot write the attributes of /params");
-    if ((rc = write_tensors_(file, path, "/params", m->tensors, m->n_tensors, m->params)))
+    /* /params, /state: one dataset per tensor, a count and a hash on the group */
+    if ((rc = write_buffer_group_(file, path, "/params", "n_params", m->tensors, m->n_tensors,
+                                  m->params, m->n_params)) ||
+        (rc = write_buffer_group_(file, path, "/state", "n_state", m->state_tensors,
+                                  m->n_state_tensors, m->state, m->n_state)))
         return rc;
 
-    g = group_(file, "/state");
-    if (g < 0)
-        return h5_fail_(path, "cannot create /state");
-    a = attr_i64_(g, "n_state", m->n_state) < 0 ||
-                attr_u64_(g, "fnv1a64", alig_hash64(m->state, sizeof(float) * (size_t)m->n_state)) <
-                    0
-            ? -1
-            : 0;
-    H5Gclose(g);
-    if (a < 0)
-        return h5_fail_(path, "cannot write the attributes of /state");
-    if ((rc = write_tensors_(file, path, "/state", m->state_tensors, m->n_state_tensors, m->state)))
-        return rc;
-
-    g = group_(file, "/optim");
+    hid_t g = group_(file, "/optim");
     if (g < 0)
         return h5_fail_(path, "cannot create /optim");
     const alig_optim_opts_t *o = &t->optim.opts;
-    a = attr_str_(g, "name", t->cfg->optimizer) < 0 ||
+    herr_t a = attr_str_(g, "name", t->cfg->optimizer) < 0 ||
                 attr_i64_(g, "adam_steps", t->optim.t) < 0 ||
                 attr_f64_(g, "momentum", o->momentum) < 0 ||
                 attr_str_(g, "momentum_type", o->adjusted ? "adjusted" : "standard") < 0 ||
@@ -423,30 +423,15 @@ static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
     H5Gclose(g);
     if (a < 0)
         return h5_fail_(path, "cannot write the attributes of /optim");
-    if (t->optim.v) {
-        g = group_(file, "/optim/momentum");
-        if (g < 0)
-            return h5_fail_(path, "cannot create /optim/momentum");
-        a = attr_u64_(g, "fnv1a64", alig_hash64(t->optim.v, sizeof(float) * (size_t)m->n_params));
-        H5Gclose(g);
-        if (a < 0)
-            return h5_fail_(path, "cannot write the attributes of /optim/momentum");
-        if ((rc = write_tensors_(file, path, "/optim/momentum", m->tensors, m->n_tensors,
-                                 t->optim.v)))
-            return rc;
-    }
-    if (t->optim.s) { /* Adam/AdamW second moment */
-        g = group_(file, "/optim/second_moment");
-        if (g < 0)
-            return h5_fail_(path, "cannot create /optim/second_moment");
-        a = attr_u64_(g, "fnv1a64", alig_hash64(t->optim.s, sizeof(float) * (size_t)m->n_params));
-        H5Gclose(g);
-        if (a < 0)
-            return h5_fail_(path, "cannot write the attributes of /optim/second_moment");
-        if ((rc = write_tensors_(file, path, "/optim/second_moment", m->tensors, m->n_tensors,
-                                 t->optim.s)))
-            return rc;
-    }
+    /* optimizer buffers, laid out like the parameters: momentum (ALI-G, SGD) or Adam's
+     * first moment, and Adam's second moment */
+    if (t->optim.v && (rc = write_buffer_group_(file, path, "/optim/momentum", NULL, m->tensors,
+                                                m->n_tensors, t->optim.v, m->n_params)))
+        return rc;
+    if (t->optim.s && (rc = write_buffer_group_(file, path, "/optim/second_moment", NULL,
+                                                m->tensors, m->n_tensors, t->optim.s,
+                                                m->n_params)))
+        return rc;
 
     /* /train: where training stands */
     g = group_(file, "/train");

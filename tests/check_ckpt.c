@@ -55,11 +55,7 @@ static const char *env_(const char *name, const char *fallback)
 }
 
 /* mpirun prefix as in check_mpi.c: --allow-run-as-root as root, always --oversubscribe */
-static void mpirun_(char *buf, size_t size, int np)
-{
-    snprintf(buf, size, "mpirun %s --oversubscribe -np %d",
-             geteuid() == 0 ? "--allow-run-as-root" : "", np);
-}
+static void mpirun_(char *buf, size_t size, int np) { test_mpirun(buf, size, np); }
 
 /* Shell prefix for commands that start ranks: Open MPI keeps allocations
  * until exit by design, so no leak checks in sanitized ranks (as check_mpi.c). */

@@ -672,14 +672,7 @@ START_TEST(two_ranks_train_a_wrn_on_cifar_format)
 }
 END_TEST
 
-/* mpirun prefix for np ranks (as root --allow-run-as-root; sanitizer runs without leak checks). */
-static void mpirun_(char *buf, size_t size, int np)
-{
-    const char *san = getenv("ALIG_SANITIZE");
-    snprintf(buf, size, "%smpirun %s --oversubscribe -np %d",
-             san && *san == '1' ? "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 " : "",
-             geteuid() == 0 ? "--allow-run-as-root" : "", np);
-}
+static void mpirun_(char *buf, size_t size, int np) { test_mpirun(buf, size, np); }
 
 /* Run tests/mpi_layers at np ranks on cfg; returns the parameters+state it wrote (malloc'd). */
 static float *mpi_layers_(const char *cfg, int np, const char *out, long *count)

@@ -31,9 +31,9 @@ static int sanitizing_(void)
 
 static void mpirun_(char *buf, size_t size, int np, const char *env)
 {
-    snprintf(buf, size, "%s %smpirun %s --oversubscribe -np %d", env,
-             sanitizing_() ? "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 " : "",
-             geteuid() == 0 ? "--allow-run-as-root" : "", np);
+    char pre[160];
+    test_mpirun(pre, sizeof pre, np);
+    snprintf(buf, size, "%s %s", env, pre);
 }
 
 static void setup_(void)

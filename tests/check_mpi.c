@@ -23,13 +23,7 @@ static const char *env_(const char *name, const char *fallback)
 }
 
 /* mpirun prefix: as root it needs --allow-run-as-root; above the core count, --oversubscribe. */
-static void mpirun_(char *buf, size_t size, int np)
-{
-    const char *san = getenv("ALIG_SANITIZE");
-    snprintf(buf, size, "%smpirun %s --oversubscribe -np %d",
-             san && *san == '1' ? "ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 " : "",
-             geteuid() == 0 ? "--allow-run-as-root" : "", np);
-}
+static void mpirun_(char *buf, size_t size, int np) { test_mpirun(buf, size, np); }
 
 static char dir_[512];
 static int runs_; /* a fresh out_dir per config: [checkpoint] resume = auto must find nothing */

@@ -43,6 +43,9 @@ int test_write_bytes(const char *path, const void *data, size_t n);
 int test_make_dataset(const char *dir, const char *prefix, int n, int h, int w, int classes,
                       unsigned seed);
 
+/* The mpirun prefix for np ranks ("mpirun [--allow-run-as-root] --oversubscribe -np N"). */
+void test_mpirun(char *buf, size_t size, int np);
+
 /*
  * Run `cmd` with /bin/sh in its own process group, killing the group after
  * timeout_s. Captures stdout+stderr into out. Returns the exit status,

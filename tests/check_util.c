@@ -132,3 +132,11 @@ int test_run(const char *cmd, double timeout_s, char *out, size_t out_size, doub
         return -2; /* timed out */
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+
+void test_mpirun(char *buf, size_t size, int np)
+{
+    /* as root Open MPI wants --allow-run-as-root; above the core count, --oversubscribe.
+     * (Sanitizer options for the ranks are set by test_run.) */
+    snprintf(buf, size, "mpirun %s --oversubscribe -np %d",
+             geteuid() == 0 ? "--allow-run-as-root" : "", np);
+}
