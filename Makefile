@@ -29,7 +29,7 @@ OPT     := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sani
 else
 BUILD   ?= build
 BIN     ?= bin
-OPT     := -O2 -g
+OPT     := -O3 -g
 endif
 
 # pkg-config is evaluated lazily (recursive '='), after `deps` has run.

@@ -30,8 +30,9 @@
  */
 int alig_spec_parse(const char *spec, int c, int h, int w, alig_layer_t **nodes, int *count);
 
-/* Floats of im2col workspace node l needs (0 if none). */
-int64_t alig_layer_col_floats(const alig_layer_t *l);
+/* Floats of im2col workspace node l needs (0 if none) for batches of up to
+ * max_batch samples; sets l->chunk, the samples a conv lowers per GEMM. */
+int64_t alig_layer_col_floats(alig_layer_t *l, int64_t max_batch);
 
 /* Bytes of per-node scratch node l needs for max_batch samples (0 if none). */
 size_t alig_layer_aux_bytes(const alig_layer_t *l, int64_t max_batch);
@@ -49,11 +50,13 @@ void alig_layer_forward(alig_model_t *m, int i, int64_t n);
  */
 void alig_layer_backward(alig_model_t *m, int i, int64_t n);
 
-/* im2col/col2im for one sample, exposed for the tests.
- * x (c, h, w) -> col (c*k*k, oh*ow); col2im adds col back into dx (c, h, w). */
+/* im2col/col2im for one sample, exposed for the tests. x (c, h, w) -> col,
+ * c*k*k rows of oh*ow values, ld floats apart (ld >= oh*ow: a chunk's
+ * samples sit side by side); col2im adds col back into dx (c, h, w) and
+ * may zero col's entries that fall on padding (they are unused). */
 void alig_im2col(const float *x, int c, int h, int w, int k, int s, int p, int oh, int ow,
-                 float *col);
-void alig_col2im(const float *col, int c, int h, int w, int k, int s, int p, int oh, int ow,
+                 float *col, int64_t ld);
+void alig_col2im(float *col, int64_t ld, int c, int h, int w, int k, int s, int p, int oh, int ow,
                  float *dx);
 
 /* The dropout mask bit of one element: 1 = keep. Exposed for the tests. */

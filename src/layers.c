@@ -23,6 +23,19 @@
 #include <math.h>
 #include <string.h>
 
+/* Sum of x[0..n) in a fixed order, eight partial sums so it vectorises. */
+static float sum_(const float *x, int64_t n)
+{
+    float p[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            p[k] += x[i + k];
+    for (; i < n; i++)
+        p[0] += x[i];
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
 /* ------------------------------------------------------------------------ */
 /* im2col */
 
@@ -39,13 +52,92 @@ static void valid_range_(int w, int s, int p, int kj, int ow, int *lo, int *hi)
         *lo = *hi;
 }
 
-void alig_im2col(const float *x, int c, int h, int w, int k, int s, int p, int oh, int ow,
-                 float *col)
+/*
+ * A "same" convolution (stride 1, k = 2p + 1, so oh = h and ow = w): each
+ * im2col row is the input plane shifted by (dy, dx), rows [ylo, yhi) one
+ * contiguous copy; the entries a row shift wraps into the next or previous
+ * image row (a = -dx leading or b = dx trailing of each row) are padding.
+ */
+static void same_range_(int h, int w, int ki, int kj, int p, int *dy, int *dx, int *ylo,
+                        int *yhi, int *a, int *b)
+{
+    *dy = ki - p;
+    *dx = kj - p;
+    *ylo = *dy < 0 ? -*dy : 0;
+    *yhi = *dy > 0 ? h - *dy : h;
+    *a = *dx < 0 ? -*dx : 0;
+    *b = *dx > 0 ? *dx : 0;
+    (void)w;
+}
+
+static void im2col_same_(const float *x, int c, int h, int w, int k, int p, float *col, int64_t ld)
 {
     for (int ci = 0; ci < c; ci++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                float *row = col + ((int64_t)(ci * k + ki) * k + kj) * oh * ow;
+                float *row = col + ((int64_t)(ci * k + ki) * k + kj) * ld;
+                int dy, dx, ylo, yhi, a, b;
+                same_range_(h, w, ki, kj, p, &dy, &dx, &ylo, &yhi, &a, &b);
+                memset(row, 0, sizeof(float) * (size_t)ylo * w);
+                memset(row + (int64_t)yhi * w, 0, sizeof(float) * (size_t)(h - yhi) * w);
+                if (ylo >= yhi)
+                    continue;
+                float *dst = row + (int64_t)ylo * w;
+                const float *src = x + ((int64_t)ci * h + ylo + dy) * w + dx;
+                int64_t n = (int64_t)(yhi - ylo) * w;
+                memcpy(dst + a, src + a, sizeof(float) * (size_t)(n - a - b));
+                for (int y = 0; y < yhi - ylo; y++) {
+                    for (int o = 0; o < a; o++)
+                        dst[(int64_t)y * w + o] = 0.0f;
+                    for (int o = w - b; o < w; o++)
+                        dst[(int64_t)y * w + o] = 0.0f;
+                }
+            }
+}
+
+/* col2im of a same convolution; zeroes col's padding entries on the way. */
+static void col2im_same_(float *col, int64_t ld, int c, int h, int w, int k, int p, float *dxi)
+{
+    for (int ci = 0; ci < c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((int64_t)(ci * k + ki) * k + kj) * ld;
+                int dy, dx, ylo, yhi, a, b;
+                same_range_(h, w, ki, kj, p, &dy, &dx, &ylo, &yhi, &a, &b);
+                if (ylo >= yhi)
+                    continue;
+                float *r = row + (int64_t)ylo * w;
+                for (int y = 0; y < yhi - ylo; y++) {
+                    for (int o = 0; o < a; o++)
+                        r[(int64_t)y * w + o] = 0.0f;
+                    for (int o = w - b; o < w; o++)
+                        r[(int64_t)y * w + o] = 0.0f;
+                }
+                /* the zeroed entries add 0 to their wrapped targets: exact */
+                float *restrict t = dxi + ((int64_t)ci * h + ylo + dy) * w + dx;
+                const float *restrict u = r;
+                int64_t n = (int64_t)(yhi - ylo) * w;
+                for (int64_t q = a; q < n - b; q++)
+                    t[q] += u[q];
+            }
+}
+
+static int same_conv_(int h, int w, int k, int s, int p, int oh, int ow)
+{
+    return s == 1 && k == 2 * p + 1 && oh == h && ow == w;
+}
+
+void alig_im2col(const float *x, int c, int h, int w, int k, int s, int p, int oh, int ow,
+                 float *col, int64_t ld)
+{
+    if (same_conv_(h, w, k, s, p, oh, ow)) {
+        im2col_same_(x, c, h, w, k, p, col, ld);
+        return;
+    }
+    for (int ci = 0; ci < c; ci++)
+        for (int ki = 0; ki < k; ki++)
+            for (int kj = 0; kj < k; kj++) {
+                float *row = col + ((int64_t)(ci * k + ki) * k + kj) * ld;
                 int lo, hi;
                 valid_range_(w, s, p, kj, ow, &lo, &hi);
                 for (int y = 0; y < oh; y++) {
@@ -71,13 +163,17 @@ void alig_im2col(const float *x, int c, int h, int w, int k, int s, int p, int o
             }
 }
 
-void alig_col2im(const float *col, int c, int h, int w, int k, int s, int p, int oh, int ow,
+void alig_col2im(float *col, int64_t ld, int c, int h, int w, int k, int s, int p, int oh, int ow,
                  float *dx)
 {
+    if (same_conv_(h, w, k, s, p, oh, ow)) {
+        col2im_same_(col, ld, c, h, w, k, p, dx);
+        return;
+    }
     for (int ci = 0; ci < c; ci++)
         for (int ki = 0; ki < k; ki++)
             for (int kj = 0; kj < k; kj++) {
-                const float *row = col + ((int64_t)(ci * k + ki) * k + kj) * oh * ow;
+                const float *row = col + ((int64_t)(ci * k + ki) * k + kj) * ld;
                 int lo, hi;
                 valid_range_(w, s, p, kj, ow, &lo, &hi);
                 for (int y = 0; y < oh; y++) {
@@ -97,77 +193,90 @@ void alig_col2im(const float *col, int c, int h, int w, int k, int s, int p, int
 }
 
 /* ------------------------------------------------------------------------ */
-/* conv2d: per sample, out (oc, oh*ow) = W (oc, c*k*k) . col (c*k*k, oh*ow) + b */
+/*
+ * conv2d, a chunk of nb samples at a time (l->chunk, chosen by
+ * conv_chunk_): the chunk's im2col columns sit side by side,
+ *   col (c*k*k, nb*oh*ow), sample j in columns [j*pp, (j+1)*pp),
+ * so one GEMM per chunk, Y (oc, nb*pp) = W (oc, c*k*k) . col, replaces nb
+ * small ones; Y lives in the workspace after col and is copied out to NCHW
+ * with the bias. Backward gathers dy the same way: gW (+)= dY . col^T and
+ * dcol = W^T . dY, scattered back by col2im.
+ */
 
-static int conv_direct_(const alig_layer_t *l)
+/* Columns a chunk's GEMM should have, and the most workspace floats a chunk may use. */
+#define CONV_COLS 1024
+#define CONV_MAX_FLOATS ((int64_t)4 << 20)
+
+static int64_t conv_chunk_(const alig_layer_t *l, int64_t max_batch)
 {
-    /* a 1x1, stride 1, unpadded convolution needs no im2col: col == x */
-    return l->k == 1 && l->stride == 1 && l->pad == 0;
+    int64_t pp = (int64_t)l->out_h * l->out_w, kk = (int64_t)l->in_c * l->k * l->k;
+    int64_t nb = (CONV_COLS + pp - 1) / pp;
+    if (nb > max_batch)
+        nb = max_batch;
+    while (nb > 1 && (kk + l->out_c) * nb * pp > CONV_MAX_FLOATS)
+        nb--;
+    return nb < 1 ? 1 : nb;
 }
 
 static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const float *in,
                           float *out, int64_t n)
 {
-    int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
-    for (int64_t s = 0; s < n; s++) {
-        const float *x = in + s * l->in_dim;
-        float *y = out + s * l->out_dim;
-        const float *col = x;
-        if (!conv_direct_(l)) {
-            alig_im2col(x, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad, l->out_h,
-                        l->out_w, m->col);
-            col = m->col;
+    int64_t kk = (int64_t)l->in_c * l->k * l->k, pp = (int64_t)l->out_h * l->out_w;
+    int oc = l->out_c;
+    for (int64_t s0 = 0; s0 < n; s0 += l->chunk) {
+        int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
+        float *col = m->col, *y = m->col + kk * ld;
+        for (int64_t j = 0; j < nb; j++)
+            alig_im2col(in + (s0 + j) * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride,
+                        l->pad, l->out_h, l->out_w, col + j * pp, ld);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, (int)ld, (int)kk, 1.0f, l->w,
+                    (int)kk, col, (int)ld, 0.0f, y, (int)ld);
+        for (int64_t j = 0; j < nb; j++) {
+            float *o_s = out + (s0 + j) * l->out_dim;
+            for (int o = 0; o < oc; o++) {
+                const float *src = y + o * ld + j * pp;
+                float *dst = o_s + o * pp, b = l->b ? l->b[o] : 0.0f;
+                for (int64_t q = 0; q < pp; q++)
+                    dst[q] = src[q] + b;
+            }
         }
-        if (l->b)
-            for (int o = 0; o < oc; o++)
-                for (int q = 0; q < pp; q++)
-                    y[(int64_t)o * pp + q] = l->b[o];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, pp, kk, 1.0f, l->w, kk, col, pp,
-                    l->b ? 1.0f : 0.0f, y, pp);
     }
 }
 
 static void conv_backward_(const alig_model_t *m, const alig_layer_t *l, const float *in,
                            const float *dout, float *din, int acc, int64_t n)
 {
-    int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
+    int64_t kk = (int64_t)l->in_c * l->k * l->k, pp = (int64_t)l->out_h * l->out_w;
+    int oc = l->out_c;
     if (l->gb)
         memset(l->gb, 0, sizeof(float) * (size_t)oc);
-    for (int64_t s = 0; s < n; s++) {
-        const float *x = in + s * l->in_dim;
-        const float *dy = dout + s * l->out_dim;
-        const float *col = x;
-        if (!conv_direct_(l)) {
-            alig_im2col(x, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad, l->out_h,
-                        l->out_w, m->col);
-            col = m->col;
+    for (int64_t s0 = 0; s0 < n; s0 += l->chunk) {
+        int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
+        float *col = m->col, *dy = m->col + kk * ld;
+        for (int64_t j = 0; j < nb; j++) {
+            const float *d_s = dout + (s0 + j) * l->out_dim;
+            for (int o = 0; o < oc; o++)
+                memcpy(dy + o * ld + j * pp, d_s + o * pp, sizeof(float) * (size_t)pp);
+            alig_im2col(in + (s0 + j) * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride,
+                        l->pad, l->out_h, l->out_w, col + j * pp, ld);
         }
-        /* gW (oc, kk) (+)= dy (oc, pp) . col^T (pp, kk) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, kk, pp, 1.0f, dy, pp, col, pp,
-                    s == 0 ? 0.0f : 1.0f, l->gw, kk);
         if (l->gb)
-            for (int o = 0; o < oc; o++) {
-                const float *r = dy + (int64_t)o * pp;
-                float acc_b = 0.0f;
-                for (int q = 0; q < pp; q++)
-                    acc_b += r[q];
-                l->gb[o] += acc_b;
-            }
+            for (int o = 0; o < oc; o++)
+                l->gb[o] += sum_(dy + o * ld, ld);
+        /* gW (oc, kk) (+)= dY (oc, ld) . col^T (ld, kk) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, oc, (int)kk, (int)ld, 1.0f, dy,
+                    (int)ld, col, (int)ld, s0 == 0 ? 0.0f : 1.0f, l->gw, (int)kk);
         if (!din)
             continue;
-        float *dx = din + s * l->in_dim;
-        if (conv_direct_(l)) {
-            /* dx (c, pp) (+)= W^T (c, oc) . dy (oc, pp) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, pp, oc, 1.0f, l->w, kk, dy,
-                        pp, acc ? 1.0f : 0.0f, dx, pp);
-        } else {
-            /* dcol (kk, pp) = W^T . dy, into the im2col buffer (its columns are used up) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kk, pp, oc, 1.0f, l->w, kk, dy,
-                        pp, 0.0f, m->col, pp);
+        /* dcol (kk, ld) = W^T (kk, oc) . dY (oc, ld), over col (used up) */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)kk, (int)ld, oc, 1.0f, l->w,
+                    (int)kk, dy, (int)ld, 0.0f, col, (int)ld);
+        for (int64_t j = 0; j < nb; j++) {
+            float *dx = din + (s0 + j) * l->in_dim;
             if (!acc)
                 memset(dx, 0, sizeof(float) * (size_t)l->in_dim);
-            alig_col2im(m->col, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad, l->out_h,
-                        l->out_w, dx);
+            alig_col2im(col + j * pp, ld, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad,
+                        l->out_h, l->out_w, dx);
         }
     }
 }
@@ -517,11 +626,12 @@ static void dropout_backward_(const alig_model_t *m, const alig_layer_t *l, cons
 /* ------------------------------------------------------------------------ */
 /* dispatch */
 
-int64_t alig_layer_col_floats(const alig_layer_t *l)
+int64_t alig_layer_col_floats(alig_layer_t *l, int64_t max_batch)
 {
-    if (l->kind != ALIG_LAYER_CONV || conv_direct_(l))
+    if (l->kind != ALIG_LAYER_CONV)
         return 0;
-    return (int64_t)l->in_c * l->k * l->k * l->out_h * l->out_w;
+    l->chunk = conv_chunk_(l, max_batch);
+    return ((int64_t)l->in_c * l->k * l->k + l->out_c) * l->chunk * l->out_h * l->out_w;
 }
 
 size_t alig_layer_aux_bytes(const alig_layer_t *l, int64_t max_batch)

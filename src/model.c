@@ -124,7 +124,7 @@ int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int
             add_state_tensor_(m, l, "running_mean", l->out_c);
             add_state_tensor_(m, l, "running_var", l->out_c);
         }
-        int64_t cf = alig_layer_col_floats(l);
+        int64_t cf = alig_layer_col_floats(l, max_batch);
         if (cf > col_floats)
             col_floats = cf;
         l->aux = aux_bytes;
@@ -263,6 +263,22 @@ static void dense_backward_(const alig_layer_t *l, const float *in, const float 
                     (int)no, l->w, (int)ni, acc ? 1.0f : 0.0f, din, (int)ni);
 }
 
+/* din (+)= dout where the relu's output is positive; written so it vectorises */
+static void relu_backward_(const float *restrict out, const float *restrict dout,
+                           float *restrict din, int acc, int64_t total)
+{
+    if (acc)
+        for (int64_t k = 0; k < total; k++) {
+            float d = dout[k];
+            din[k] += out[k] > 0.0f ? d : 0.0f;
+        }
+    else
+        for (int64_t k = 0; k < total; k++) {
+            float d = dout[k];
+            din[k] = out[k] > 0.0f ? d : 0.0f;
+        }
+}
+
 double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t *correct)
 {
     for (int i = 0; i < m->n_layers; i++) {
@@ -331,15 +347,8 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
             dense_backward_(l, m->acts[l->src], dout, din, l->acc_src, n);
             break;
         case ALIG_LAYER_RELU:
-            if (din) {
-                const float *out = m->acts[i + 1];
-                if (l->acc_src)
-                    for (int64_t k = 0; k < n * l->in_dim; k++)
-                        din[k] += out[k] > 0.0f ? dout[k] : 0.0f;
-                else
-                    for (int64_t k = 0; k < n * l->in_dim; k++)
-                        din[k] = out[k] > 0.0f ? dout[k] : 0.0f;
-            }
+            if (din)
+                relu_backward_(m->acts[i + 1], dout, din, l->acc_src, n * l->in_dim);
             break;
         default:
             alig_layer_backward(m, i, n);

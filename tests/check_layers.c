@@ -29,10 +29,16 @@ static void fill_normal_(float *x, int64_t n, uint64_t seed)
 }
 
 /* Build spec for (c, h, w) with n_classes = whatever the list gives, random params. */
+/* When > 0, convs lower at most this many samples per GEMM (several chunks per batch). */
+static int64_t force_chunk_;
+
 static void build_(alig_model_t *m, const char *spec, int c, int h, int w, int64_t max_batch)
 {
     int rc = alig_model_build(m, spec, c, h, w, 0, max_batch);
     ck_assert_msg(rc == ALIG_OK, "%s: %s", spec, alig_error_message());
+    for (int i = 0; i < m->n_layers; i++)
+        if (force_chunk_ > 0 && m->layers[i].chunk > force_chunk_)
+            m->layers[i].chunk = force_chunk_;
     alig_model_init_params(m, 3, "auto");
     alig_rng_t r;
     alig_rng_seed(&r, 11, 99);
@@ -67,7 +73,7 @@ static void naive_conv_(const float *x, int c, int h, int w, const float *wt, co
 
 START_TEST(conv_matches_naive_convolution)
 {
-    struct {
+    struct conv_case {
         const char *spec;
         int c, h, w, oc, k, s, p, bias;
     } cases[] = {
@@ -78,32 +84,38 @@ START_TEST(conv_matches_naive_convolution)
         {"conv 2 k1 s2 nobias", 3, 5, 5, 2, 1, 2, 0, 0},
         {"conv 3 k5 s3 p2", 2, 9, 8, 3, 5, 3, 2, 1},
         {"conv 2 k3 p2", 1, 3, 3, 2, 3, 1, 2, 1},
+        {"conv 3 k5 p2", 2, 6, 7, 3, 5, 1, 2, 1},
     };
-    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+    /* one chunk of 3 samples, then chunks of 2 and 1 */
+    for (size_t t = 0; t < 2 * sizeof cases / sizeof cases[0]; t++) {
+        const struct conv_case *cs = &cases[t / 2];
+        force_chunk_ = t % 2 ? 2 : 0;
         alig_model_t m;
-        build_(&m, cases[t].spec, cases[t].c, cases[t].h, cases[t].w, 3);
+        build_(&m, cs->spec, cs->c, cs->h, cs->w, 3);
+        ck_assert_int_eq(m.layers[0].chunk, force_chunk_ ? 2 : 3);
         const alig_layer_t *l = &m.layers[0];
         ck_assert_int_eq(l->kind, ALIG_LAYER_CONV);
         ck_assert_int_eq(m.tensors[0].ndim, 4);
-        ck_assert_int_eq(m.tensors[0].shape[0], cases[t].oc);
-        ck_assert_int_eq(m.tensors[0].shape[1], cases[t].c);
-        ck_assert_int_eq(m.tensors[0].shape[2], cases[t].k);
-        ck_assert_int_eq(m.n_tensors, cases[t].bias ? 2 : 1);
-        ck_assert_msg((l->b != NULL) == cases[t].bias, "%s", cases[t].spec);
+        ck_assert_int_eq(m.tensors[0].shape[0], cs->oc);
+        ck_assert_int_eq(m.tensors[0].shape[1], cs->c);
+        ck_assert_int_eq(m.tensors[0].shape[2], cs->k);
+        ck_assert_int_eq(m.n_tensors, cs->bias ? 2 : 1);
+        ck_assert_msg((l->b != NULL) == cs->bias, "%s", cs->spec);
         fill_normal_(alig_model_input(&m), 3 * m.in_dim, t);
         alig_model_forward(&m, 3, NULL, NULL);
         float *want = malloc(sizeof(float) * (size_t)l->out_dim);
         for (int s = 0; s < 3; s++) {
-            naive_conv_(alig_model_input(&m) + s * m.in_dim, cases[t].c, cases[t].h, cases[t].w,
-                        l->w, l->b, cases[t].oc, cases[t].k, cases[t].s, cases[t].p, want);
+            naive_conv_(alig_model_input(&m) + s * m.in_dim, cs->c, cs->h, cs->w, l->w, l->b,
+                        cs->oc, cs->k, cs->s, cs->p, want);
             for (int64_t e = 0; e < l->out_dim; e++)
                 ck_assert_msg(fabsf(want[e] - m.acts[1][s * l->out_dim + e]) < 1e-4f,
-                              "%s sample %d element %lld: %g vs naive %g", cases[t].spec, s,
+                              "%s sample %d element %lld: %g vs naive %g", cs->spec, s,
                               (long long)e, m.acts[1][s * l->out_dim + e], want[e]);
         }
         free(want);
         alig_model_free(&m);
     }
+    force_chunk_ = 0;
 }
 END_TEST
 
@@ -357,9 +369,19 @@ START_TEST(gradcheck_conv_padding_stride_bias)
 }
 END_TEST
 
+START_TEST(gradcheck_conv_chunks)
+{
+    /* 5 samples lowered 2 at a time: gW and gb accumulate over chunks, the last one partial */
+    force_chunk_ = 2;
+    gradcheck_("conv 3 k3 p1, relu, conv 2 k3 s2 nobias, dense 3", 2, 6, 5, 5, 1, 1 << 20);
+    gradcheck_("conv 2 k1, conv 2 k1 s2, dense 3", 3, 4, 4, 5, 1, 1 << 20);
+    force_chunk_ = 0;
+}
+END_TEST
+
 START_TEST(gradcheck_conv_1x1)
 {
-    /* 1x1 stride 1 skips im2col; 1x1 stride 2 does not */
+    /* 1x1 convolutions, stride 1 and 2 */
     gradcheck_("conv 3 k1 s2, conv 2 k1, conv 2 k1 nobias, dense 3", 3, 5, 5, 3, 1, 1 << 20);
 }
 END_TEST
@@ -525,25 +547,38 @@ END_TEST
 
 START_TEST(im2col_col2im_adjoint)
 {
-    /* <im2col(x), c> == <x, col2im(c)>: col2im is the transpose the backward pass needs */
-    int c = 2, h = 7, w = 6, k = 3, s = 2, p = 1, oh = (h + 2 * p - k) / s + 1,
-        ow = (w + 2 * p - k) / s + 1;
-    int64_t nc = (int64_t)c * k * k * oh * ow;
-    float x[84], dx[84], *col = malloc(sizeof(float) * (size_t)nc),
-                         *cc = malloc(sizeof(float) * (size_t)nc);
-    fill_normal_(x, 84, 1);
-    fill_normal_(cc, nc, 2);
-    alig_im2col(x, c, h, w, k, s, p, oh, ow, col);
-    memset(dx, 0, sizeof dx);
-    alig_col2im(cc, c, h, w, k, s, p, oh, ow, dx);
-    double a = 0, b = 0;
-    for (int64_t i = 0; i < nc; i++)
-        a += (double)col[i] * cc[i];
-    for (int i = 0; i < 84; i++)
-        b += (double)x[i] * dx[i];
-    ck_assert_double_eq_tol(a, b, 1e-4 * fabs(a) + 1e-4);
-    free(col);
-    free(cc);
+    /* <im2col(x), c> == <x, col2im(c)>: col2im is the transpose the backward pass needs;
+     * strided and "same" windows (the shifted-copy path), rows ld > oh*ow apart whose
+     * gaps (another sample's columns) im2col must leave alone */
+    struct {
+        int k, s, p;
+    } cases[] = {{3, 2, 1}, {3, 1, 1}, {5, 1, 2}, {1, 1, 0}, {3, 1, 2}, {2, 2, 0}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        int c = 2, h = 7, w = 6, k = cases[t].k, s = cases[t].s, p = cases[t].p;
+        int oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+        int64_t pp = (int64_t)oh * ow, ld = pp + 3, rows = (int64_t)c * k * k, nc = rows * ld;
+        float x[84], dx[84], *col = malloc(sizeof(float) * (size_t)nc),
+                             *cc = malloc(sizeof(float) * (size_t)nc);
+        fill_normal_(x, 84, 1 + t);
+        fill_normal_(cc, nc, 2 + t);
+        for (int64_t i = 0; i < nc; i++)
+            col[i] = 1234.0f;
+        alig_im2col(x, c, h, w, k, s, p, oh, ow, col, ld);
+        double a = 0, b = 0;
+        for (int64_t r = 0; r < rows; r++) {
+            for (int64_t q = 0; q < pp; q++)
+                a += (double)col[r * ld + q] * cc[r * ld + q];
+            for (int64_t q = pp; q < ld; q++)
+                ck_assert_float_eq(col[r * ld + q], 1234.0f);
+        }
+        memset(dx, 0, sizeof dx);
+        alig_col2im(cc, ld, c, h, w, k, s, p, oh, ow, dx);
+        for (int i = 0; i < 84; i++)
+            b += (double)x[i] * dx[i];
+        ck_assert_msg(fabs(a - b) <= 1e-4 * fabs(a) + 1e-4, "k%d s%d p%d: %g vs %g", k, s, p, a, b);
+        free(col);
+        free(cc);
+    }
 }
 END_TEST
 
@@ -558,6 +593,7 @@ Suite *layers_suite(void)
     tcase_add_test(tc, batch_norm_statistics);
     tcase_add_test(tc, dropout_masks_do_not_depend_on_the_split);
     tcase_add_test(tc, gradcheck_conv_padding_stride_bias);
+    tcase_add_test(tc, gradcheck_conv_chunks);
     tcase_add_test(tc, gradcheck_conv_1x1);
     tcase_add_test(tc, gradcheck_pooling);
     tcase_add_test(tc, gradcheck_batch_norm);

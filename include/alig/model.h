@@ -73,6 +73,7 @@ typedef struct {
     int out_c, out_h, out_w;  /* output sample shape */
     int k, stride, pad;       /* conv and pooling window */
     int bias;                 /* conv: 1 with a bias (the default), 0 with nobias */
+    int64_t chunk;            /* conv: samples lowered into one GEMM (set at build) */
     float p;                  /* dropout probability */
     int first_state, n_state_tensors; /* bn: into alig_model_t.state_tensors */
     float *run_mean, *run_var;/* bn: running statistics (out_c), views into state */

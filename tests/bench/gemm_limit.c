@@ -1,7 +1,7 @@
 /*
  * gemm_limit.c -- the GEMM-only speed limit of a model: a plain
- * cblas_sgemm loop over exactly the GEMM calls (shapes, transposes, per-
- * sample loops) that one training step of alig-train makes for that model,
+ * cblas_sgemm loop over exactly the GEMM calls (shapes, transposes, the
+ * convolutions' chunks) that one training step of alig-train makes for that model,
  * converted to samples/s. Nothing else (im2col, activations, loss, the
  * optimizer, communication) is timed, so no trainer can beat it.
  *
@@ -19,7 +19,7 @@
 
 typedef struct {
     int ta, tb, m, n, k;
-    int repeat; /* per-sample calls repeat BATCH times */
+    int repeat; /* calls per step: conv chunks repeat */
 } gemm_t;
 
 static int cmp_(const void *a, const void *b)
@@ -38,7 +38,7 @@ int main(int argc, char **argv)
     int threads = atoi(argv[6]), repeats = atoi(argv[7]);
     openblas_set_num_threads(threads);
     alig_model_t m;
-    if (alig_model_build(&m, argv[1], c, h, w, 0, 1)) {
+    if (alig_model_build(&m, argv[1], c, h, w, 0, batch)) {
         fprintf(stderr, "gemm_limit: bad model\n");
         return 2;
     }
@@ -55,11 +55,18 @@ int main(int argc, char **argv)
             if (!first)
                 g[n++] = (gemm_t){0, 0, batch, in, o, 1};      /* input gradient */
         } else if (l->kind == ALIG_LAYER_CONV) {
+            /* per chunk of l->chunk samples lowered side by side, the last one partial */
             int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
-            g[n++] = (gemm_t){0, 0, oc, pp, kk, batch};
-            g[n++] = (gemm_t){0, 1, oc, kk, pp, batch};
-            if (!first)
-                g[n++] = (gemm_t){1, 0, kk, pp, oc, batch};
+            int nb = (int)l->chunk, full = batch / nb, rest = batch % nb;
+            for (int part = 0; part < 2; part++) {
+                int cols = (part ? rest : nb) * pp, times = part ? 1 : full;
+                if (cols == 0 || times == 0)
+                    continue;
+                g[n++] = (gemm_t){0, 0, oc, cols, kk, times};
+                g[n++] = (gemm_t){0, 1, oc, kk, cols, times};
+                if (!first)
+                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times};
+            }
         }
     }
     size_t amax = 0, bmax = 0, cmax = 0;
@@ -90,6 +97,20 @@ int main(int argc, char **argv)
         if (r >= 0)
             rate[r] = batch / dt;
     }
+    if (getenv("GEMM_LIMIT_VERBOSE")) /* each call's share, to see which shapes run slow */
+        for (int i = 0; i < n; i++) {
+            int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
+            double t0 = alig_time();
+            for (int r = 0; r < 5; r++)
+                for (int s = 0; s < g[i].repeat; s++)
+                    cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
+                                g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f,
+                                A, lda, B, ldb, 0.0f, C, g[i].n);
+            double dt = (alig_time() - t0) / 5;
+            fprintf(stderr, "gemm %c%c m %d n %d k %d x%d: %.3f ms/step, %.1f gflop/s\n",
+                    g[i].ta ? 'T' : 'N', g[i].tb ? 'T' : 'N', g[i].m, g[i].n, g[i].k, g[i].repeat,
+                    dt * 1e3, 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat / dt * 1e-9);
+        }
     qsort(rate, (size_t)repeats, sizeof *rate, cmp_);
     printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f\n",
            rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9);
