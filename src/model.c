@@ -144,7 +144,8 @@ int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int
     }
 
     m->params = alig_calloc((size_t)m->n_params, sizeof(float), "parameters");
-    m->grads = alig_calloc((size_t)(m->n_params + ALIG_REDUCE_TAIL), sizeof(float), "gradients");
+    m->n_reduce = m->n_params + ALIG_REDUCE_TAIL + m->n_state;
+    m->grads = alig_calloc((size_t)m->n_reduce, sizeof(float), "gradients");
     m->state = alig_calloc((size_t)m->n_state + 1, sizeof(float), "model state");
     m->acts = alig_calloc((size_t)n_layers + 1, sizeof(float *), "activation table");
     m->dacts = alig_calloc((size_t)n_layers + 1, sizeof(float *), "activation table");

@@ -29,14 +29,15 @@ static int load_data_(alig_trainer_t *t)
  * Gradient buckets for the reduction: contiguous ranges of `grads` cut at
  * tensor boundaries, from the end of the buffer (the last layers, whose
  * gradients are final first) towards its start, each at least [run]
- * bucket_mb. Bucket 0 ends with the reduction tail. bucket_mb = 0 gives one
- * bucket: a single fused reduction of everything.
+ * bucket_mb. Bucket 0 ends with the reduction tail and the bn running
+ * statistics. bucket_mb = 0 gives one bucket: a single fused reduction of
+ * everything.
  */
 static void plan_buckets_(alig_trainer_t *t)
 {
     const alig_model_t *m = &t->model;
     int64_t want = (int64_t)(t->cfg->bucket_mb * 1048576.0 / sizeof(float));
-    int64_t end = m->n_params + ALIG_REDUCE_TAIL;
+    int64_t end = m->n_reduce;
     t->n_buckets = 0;
     for (int i = m->n_tensors - 1; i > 0 && want > 0; i--) {
         int64_t start = m->tensors[i].offset;
@@ -55,7 +56,7 @@ static void grads_ready_(void *ctx, int64_t from)
     alig_model_t *m = &t->model;
     while (t->next_bucket < t->n_buckets && from <= t->bucket_start[t->next_bucket]) {
         int b = t->next_bucket++;
-        int64_t end = b == 0 ? m->n_params + ALIG_REDUCE_TAIL : t->bucket_start[b - 1];
+        int64_t end = b == 0 ? m->n_reduce : t->bucket_start[b - 1];
         alig_comm_iallreduce_sum_f(t->comm, m->grads + t->bucket_start[b],
                                    end - t->bucket_start[b]);
     }
@@ -243,10 +244,22 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     tail[ALIG_TAIL_CORRECT] = (float)correct;
     tail[ALIG_TAIL_COUNT] = (float)local;
     tail[ALIG_TAIL_STOP] = t->stop_signal && *t->stop_signal ? 1.0f : 0.0f;
+    /* bn running statistics: each rank updated them from its own slice (as PyTorch
+     * DDP without SyncBatchNorm); they ride after the tail and are averaged over the
+     * ranks that had samples (ranks >= n when n < world had none), so every rank, and
+     * every checkpoint, holds the same values */
+    int world = alig_comm_size(t->comm);
+    float *state_sum = tail + ALIG_REDUCE_TAIL;
+    if (m->n_state > 0 && world > 1) {
+        if (local > 0)
+            memcpy(state_sum, m->state, sizeof(float) * (size_t)m->n_state);
+        else
+            memset(state_sum, 0, sizeof(float) * (size_t)m->n_state);
+    }
 
     /* backward; with [run] overlap the buckets' reductions start as their layers finish,
      * otherwise the same reductions start after it: the same sums either way */
-    int reduce = alig_comm_size(t->comm) > 1;
+    int reduce = world > 1;
     t->next_bucket = 0;
     m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
     m->grads_ready_ctx = t;
@@ -256,19 +269,10 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
         grads_ready_(t, 0);
         alig_comm_wait_all(t->comm);
     }
-    if (m->n_state > 0 && alig_comm_size(t->comm) > 1) {
-        /* bn running statistics: each rank updated them from its own slice (as
-         * PyTorch DDP without SyncBatchNorm); average them over the ranks that had
-         * samples -- ranks >= n when n < world had none -- so every rank, and every
-         * checkpoint, holds the same values */
-        int world = alig_comm_size(t->comm);
-        int64_t active = n < world ? n : world;
-        if (local == 0)
-            memset(m->state, 0, sizeof(float) * (size_t)m->n_state);
-        alig_comm_allreduce_sum_f(t->comm, m->state, m->n_state);
-        float inv = 1.0f / (float)active;
+    if (m->n_state > 0 && world > 1) {
+        float inv = 1.0f / (float)(n < world ? n : world);
         for (int64_t i = 0; i < m->n_state; i++)
-            m->state[i] *= inv;
+            m->state[i] = state_sum[i] * inv;
     }
 
     double t4 = alig_time();

@@ -4,9 +4,10 @@
  * All parameters live in one contiguous float32 buffer `params` and all
  * gradient sums in another, `grads`, with the same layout; each layer and
  * each named tensor is a view (offset, size) into them. `grads` is longer
- * than `params` by ALIG_REDUCE_TAIL floats: the training step puts the
- * loss sum, sample count and flags there so one MPI_Allreduce carries
- * everything (see alig/train.h).
+ * than `params` by ALIG_REDUCE_TAIL floats, where the training step puts
+ * the loss sum, sample count and flags, then n_state floats for a copy of
+ * the batch-norm running statistics, so one reduction carries everything
+ * (see alig/train.h).
  *
  * Gradients are SUMS over the samples of a call, not means: ranks add
  * their sums and every rank divides by the global count.
@@ -90,11 +91,12 @@ typedef struct {
     int n_classes;            /* output width = number of classes */
     int64_t n_params;
     float *params;            /* (n_params) */
-    float *grads;             /* (n_params + ALIG_REDUCE_TAIL) */
+    float *grads;             /* (n_reduce): gradients, the tail, room for the state */
+    int64_t n_reduce;         /* n_params + ALIG_REDUCE_TAIL + n_state */
     int n_state_tensors;      /* non-trained state, e.g. batch-norm running statistics: */
     alig_tensor_t *state_tensors; /* views into `state`, named like parameter tensors */
     int64_t n_state;
-    float *state;             /* (n_state) saved in checkpoints; not reduced, not projected */
+    float *state;             /* (n_state) saved in checkpoints; averaged over ranks, not projected */
     int training;             /* 1 in training mode (batch statistics, dropout), 0 to evaluate */
     int64_t max_batch;        /* most samples one forward/backward call may take */
     float **acts;             /* acts[i]: (max_batch, dim) output of node i-1 (acts[0]: the input);
