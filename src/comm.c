@@ -89,6 +89,12 @@ void alig_comm_allreduce_sum_d(alig_comm_t *c, double *buf, int64_t n)
     allreduce_chunked_(c, buf, n, MPI_DOUBLE, sizeof(double));
 }
 
+void alig_comm_allreduce_max_d(alig_comm_t *c, double *buf, int64_t n)
+{
+    if (c->use_mpi && c->size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+}
+
 void alig_comm_iallreduce_sum_f(alig_comm_t *c, float *buf, int64_t n)
 {
     if (!c->use_mpi || c->size == 1)

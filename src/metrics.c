@@ -15,7 +15,7 @@ static const char steps_header_[] =
     "step,epoch,loss,step_size,step_unclipped,clipped,grad_norm\n";
 static const char epochs_header_[] =
     "epoch,step,train_loss,train_acc,test_loss,test_acc,step_mean,step_min,step_max,"
-    "clipped_frac,weight_norm,seconds,samples_per_s,skipped\n";
+    "clipped_frac,weight_norm,seconds,samples_per_s,skipped,peak_rss_mb\n";
 
 int alig_mkdirs(const char *dir)
 {
@@ -117,10 +117,11 @@ void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *r)
     if (!mt->epochs)
         return;
     fprintf(mt->epochs,
-            "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.9g,%.6g,%.9g,%.9g,%.9g,%.6g,%.9g,%.3f,%.1f,%" PRId64 "\n",
+            "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.9g,%.6g,%.9g,%.9g,%.9g,%.6g,%.9g,%.3f,%.1f,%" PRId64
+            ",%.1f\n",
             r->epoch, r->step, r->train_loss, r->train_acc, r->test_loss, r->test_acc, r->step_mean,
             r->step_min, r->step_max, r->clipped_frac, r->weight_norm, r->seconds,
-            r->samples_per_s, r->skipped);
+            r->samples_per_s, r->skipped, r->peak_rss_mb);
     /* an epoch row is rare and precious: flush both files so a crash loses nothing before it */
     fflush(mt->epochs);
     if (mt->steps)

@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -576,6 +577,11 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
                 fprintf(stderr, "alig-train: %s: %s\n", alig_status_name(rc), alig_error_message());
             return rc;
         }
+        /* memory: the peak resident set, largest over the ranks; flat over epochs when
+         * nothing allocates in the step loop */
+        struct rusage ru;
+        double rss_mb = getrusage(RUSAGE_SELF, &ru) == 0 ? (double)ru.ru_maxrss / 1024.0 : 0.0;
+        alig_comm_allreduce_max_d(t->comm, &rss_mb, 1);
         char skipped[64] = "";
         if (s->skipped)
             snprintf(skipped, sizeof skipped, "  skipped %lld non-finite step(s)",
@@ -593,16 +599,18 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
                 .step_max = s->step_max, .clipped_frac = (double)s->clipped / (double)s->steps,
                 .weight_norm = sqrt(alig_norm2(t->model.params, t->model.n_params)),
                 .seconds = alig_time() - t_start,
-                .samples_per_s = (double)s->samples / s->seconds, .skipped = s->skipped};
+                .samples_per_s = (double)s->samples / s->seconds, .skipped = s->skipped,
+                .peak_rss_mb = rss_mb};
             alig_metrics_epoch(&t->metrics, &row);
             fprintf(log,
                     "epoch %3lld%s  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  "
-                    "step mean %.4g [%.3g, %.3g] clipped %5.1f%%  %.0f samples/s  %.1f s%s\n",
+                    "step mean %.4g [%.3g, %.3g] clipped %5.1f%%  %.0f samples/s  %.1f s  "
+                    "peak RSS %.0f MiB%s\n",
                     (long long)epoch + 1, epoch_done ? "" : "*", s->loss_sum / (double)s->samples,
                     100.0 * (double)s->correct / (double)s->samples, test_loss, 100.0 * test_acc,
                     s->step_sum / (double)s->steps, s->step_min, s->step_max,
                     100.0 * (double)s->clipped / (double)s->steps,
-                    (double)s->samples / s->seconds, alig_time() - t_start, skipped);
+                    (double)s->samples / s->seconds, alig_time() - t_start, rss_mb, skipped);
             if (cfg->profile) {
                 static const char *const names[ALIG_N_PHASES] = {"data", "forward", "backward",
                                                                  "allreduce", "optimizer"};

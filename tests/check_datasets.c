@@ -669,6 +669,27 @@ START_TEST(two_ranks_train_a_wrn_on_cifar_format)
     }
     ck_assert_msg(loss[2] < loss[0], "training loss did not fall: %.4f %.4f %.4f\n%s", loss[0],
                   loss[1], loss[2], out);
+
+    /* memory: epochs.csv reports the peak RSS per epoch, flat when the step loop
+     * allocates nothing (not under ASan, whose quarantine keeps freed memory) */
+    char csv[800];
+    snprintf(csv, sizeof csv, "%s/run/epochs.csv", dir);
+    f = fopen(csv, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+    ck_assert_msg(strstr(line, ",peak_rss_mb\n") != NULL, "header: %s", line);
+    double rss[3];
+    for (int e = 0; e < 3; e++) {
+        ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+        rss[e] = atof(strrchr(line, ',') + 1);
+        ck_assert_msg(rss[e] > 10.0 && rss[e] < 4096.0, "epoch %d peak RSS %g MiB", e + 1, rss[e]);
+    }
+    fclose(f);
+    if (!(san && *san == '1'))
+        ck_assert_msg(rss[2] - rss[0] <= 1.0 + 0.01 * rss[0],
+                      "peak RSS grew over epochs: %.1f -> %.1f -> %.1f MiB", rss[0], rss[1],
+                      rss[2]);
 }
 END_TEST
 

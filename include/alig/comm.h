@@ -31,6 +31,7 @@ int alig_comm_local_size(const alig_comm_t *c);  /* ranks on this node */
 /* In-place sum over ranks (chunked past INT_MAX elements). */
 void alig_comm_allreduce_sum_f(alig_comm_t *c, float *buf, int64_t n);
 void alig_comm_allreduce_sum_d(alig_comm_t *c, double *buf, int64_t n);
+void alig_comm_allreduce_max_d(alig_comm_t *c, double *buf, int64_t n); /* n small */
 
 /*
  * Non-blocking in-place sum of n <= INT_MAX floats (MPI_Iallreduce). At most

@@ -40,6 +40,7 @@ typedef struct {
     double seconds;        /* wall time since the start of this process's training */
     double samples_per_s;
     int64_t skipped;
+    double peak_rss_mb;    /* the largest peak resident set of any rank so far, MiB */
 } alig_metrics_epoch_t;
 
 /*
