@@ -297,22 +297,20 @@ static void maxpool2_forward_(const alig_layer_t *l, const float *in, float *out
         for (int oy = 0; oy < oh; oy++) {
             const float *r0 = x + 2 * oy * w, *r1 = r0 + w;
             for (int ox = 0; ox < ow; ox++) {
-                /* first maximum in row order wins, as in the general loop */
-                int b = 2 * ox;
+                /* first maximum in row order wins, as in the general loop; selects, not
+                 * branches: the winner is data-dependent and mispredicts */
+                int b = 2 * ox, row0 = 2 * oy * w + b;
                 float v = r0[b];
-                int best = 2 * oy * w + b;
-                if (r0[b + 1] > v) {
-                    v = r0[b + 1];
-                    best = 2 * oy * w + b + 1;
-                }
-                if (r1[b] > v) {
-                    v = r1[b];
-                    best = (2 * oy + 1) * w + b;
-                }
-                if (r1[b + 1] > v) {
-                    v = r1[b + 1];
-                    best = (2 * oy + 1) * w + b + 1;
-                }
+                int best = row0;
+                float u = r0[b + 1];
+                best = u > v ? row0 + 1 : best;
+                v = u > v ? u : v;
+                u = r1[b];
+                best = u > v ? row0 + w : best;
+                v = u > v ? u : v;
+                u = r1[b + 1];
+                best = u > v ? row0 + w + 1 : best;
+                v = u > v ? u : v;
                 y[oy * ow + ox] = v;
                 a[oy * ow + ox] = best;
             }
@@ -361,10 +359,41 @@ static void maxpool_forward_(const alig_layer_t *l, const float *in, float *out,
         }
 }
 
+/* 2x2 stride-2 windows tiling an even plane: each input pixel is in exactly one
+ * window, so din is written once (the window's winner gets dy, the rest 0) without
+ * clearing it first. */
+static void maxpool2_backward_(const alig_layer_t *l, const float *dout, float *din,
+                               const int32_t *arg, int64_t n)
+{
+    int w = l->in_w, oh = l->out_h, ow = l->out_w;
+    int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * w, oplane = (int64_t)oh * ow;
+    for (int64_t pl = 0; pl < planes; pl++) {
+        float *dx = din + pl * iplane;
+        const float *dy = dout + pl * oplane;
+        const int32_t *a = arg + pl * oplane;
+        for (int oy = 0; oy < oh; oy++) {
+            float *d0 = dx + 2 * oy * w, *d1 = d0 + w;
+            for (int ox = 0; ox < ow; ox++) {
+                int q = oy * ow + ox, win = a[q] - 2 * oy * w - 2 * ox; /* 0, 1, w, w+1 */
+                float g = dy[q];
+                d0[2 * ox] = win == 0 ? g : 0.0f;
+                d0[2 * ox + 1] = win == 1 ? g : 0.0f;
+                d1[2 * ox] = win == w ? g : 0.0f;
+                d1[2 * ox + 1] = win == w + 1 ? g : 0.0f;
+            }
+        }
+    }
+}
+
 static void maxpool_backward_(const alig_layer_t *l, const float *dout, float *din, int acc,
                               const int32_t *arg, int64_t n)
 {
     int64_t plane = (int64_t)l->in_h * l->in_w, oplane = (int64_t)l->out_h * l->out_w;
+    if (!acc && l->k == 2 && l->stride == 2 && l->pad == 0 && l->in_h % 2 == 0 &&
+        l->in_w % 2 == 0) {
+        maxpool2_backward_(l, dout, din, arg, n);
+        return;
+    }
     if (!acc)
         memset(din, 0, sizeof(float) * (size_t)(n * l->in_dim));
     for (int64_t s = 0; s < n; s++)

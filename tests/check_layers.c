@@ -389,6 +389,8 @@ END_TEST
 START_TEST(gradcheck_pooling)
 {
     gradcheck_("conv 3 k3 s2, maxpool 2, dense 3", 2, 9, 9, 3, 1, 1 << 20);
+    gradcheck_("conv 3 k3 p1, maxpool 2, dense 3", 2, 6, 8, 3, 1, 1 << 20);  /* tiles the plane */
+    gradcheck_("conv 3 k3 p1, maxpool 2, dense 3", 2, 5, 7, 3, 1, 1 << 20);  /* odd: a row left */
     gradcheck_("conv 4 k3 p1, maxpool 3 s2 p1, dense 3", 2, 6, 6, 2, 1, 1 << 20);
     gradcheck_("conv 3 k3 p1, avgpool 2, dense 3", 2, 6, 6, 3, 1, 1 << 20);
     gradcheck_("conv 3 k3 p1, avgpool 3 s2 p1, dense 3", 2, 5, 5, 2, 1, 1 << 20);
