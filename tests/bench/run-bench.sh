@@ -3,6 +3,7 @@
 # batch, data (Fashion-MNIST in memory) and cores, alternating runs, medians.
 #
 #   tests/bench/run-bench.sh [REPEATS] [STEPS]
+#   (BENCH_MODELS="mlp cnn" and BENCH_SETTINGS="1core 2cores 2ranks" pick a subset)
 #
 # Settings: 1 core (one rank bound to one core), 2 cores in one process (one
 # rank, 2 BLAS threads), 2 ranks x 1 core. PyTorch gets each setting's best
@@ -55,8 +56,8 @@ torch_run() { # model setting threads blas
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); date: $(date -u +%F)"
 echo "repeats $reps, $steps steps each, global batch 128"
 printf '%-4s %-7s %12s %12s %8s %12s %10s %s\n' model setting alig torch ratio gemm-limit alig/limit torch-threads
-for model in mlp cnn; do
-    for setting in 1core 2cores 2ranks; do
+for model in ${BENCH_MODELS:-mlp cnn}; do
+    for setting in ${BENCH_SETTINGS:-1core 2cores 2ranks}; do
         # PyTorch thread candidates per setting: (intra-op threads, OpenBLAS threads)
         case $setting in
             1core) cands=("1 1") ;;
