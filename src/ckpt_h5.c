@@ -690,7 +690,9 @@ static int find_extra_(hid_t g, const char *prefix, int depth, const alig_tensor
         if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
                                H5P_DEFAULT) < 0)
             return -1;
-        snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "/" : "", name);
+        int len = snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "/" : "", name);
+        if (len < 0 || (size_t)len >= sizeof full) /* longer than any name we write */
+            full[sizeof full - 1] = '\0';
         hid_t o = H5Oopen(g, name, H5P_DEFAULT);
         if (o < 0)
             return -1;
@@ -741,7 +743,7 @@ static int read_tensors_(hid_t file, const char *path, const char *group, const 
         int same = ndim == t->ndim;
         for (int k = 0; ndim >= 0 && k < ndim && k < 8; k++) {
             found[k] = (int64_t)dims[k];
-            same = same && found[k] == t->shape[k];
+            same = same && k < 4 && found[k] == t->shape[k];
         }
         int rc = ALIG_OK;
         if (ndim < 0 || ndim > 8 || type < 0) {
