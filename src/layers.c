@@ -70,6 +70,17 @@ static void same_range_(int h, int w, int ki, int kj, int p, int *dy, int *dx, i
     (void)w;
 }
 
+/* Zero the a leading and b trailing entries of each of `rows` rows of w. */
+static void zero_wrapped_(float *r, int rows, int w, int a, int b)
+{
+    for (int y = 0; y < rows; y++) {
+        for (int o = 0; o < a; o++)
+            r[(int64_t)y * w + o] = 0.0f;
+        for (int o = w - b; o < w; o++)
+            r[(int64_t)y * w + o] = 0.0f;
+    }
+}
+
 static void im2col_same_(const float *x, int c, int h, int w, int k, int p, float *col, int64_t ld)
 {
     for (int ci = 0; ci < c; ci++)
@@ -86,12 +97,7 @@ static void im2col_same_(const float *x, int c, int h, int w, int k, int p, floa
                 const float *src = x + ((int64_t)ci * h + ylo + dy) * w + dx;
                 int64_t n = (int64_t)(yhi - ylo) * w;
                 memcpy(dst + a, src + a, sizeof(float) * (size_t)(n - a - b));
-                for (int y = 0; y < yhi - ylo; y++) {
-                    for (int o = 0; o < a; o++)
-                        dst[(int64_t)y * w + o] = 0.0f;
-                    for (int o = w - b; o < w; o++)
-                        dst[(int64_t)y * w + o] = 0.0f;
-                }
+                zero_wrapped_(dst, yhi - ylo, w, a, b);
             }
 }
 
@@ -107,12 +113,7 @@ static void col2im_same_(float *col, int64_t ld, int c, int h, int w, int k, int
                 if (ylo >= yhi)
                     continue;
                 float *r = row + (int64_t)ylo * w;
-                for (int y = 0; y < yhi - ylo; y++) {
-                    for (int o = 0; o < a; o++)
-                        r[(int64_t)y * w + o] = 0.0f;
-                    for (int o = w - b; o < w; o++)
-                        r[(int64_t)y * w + o] = 0.0f;
-                }
+                zero_wrapped_(r, yhi - ylo, w, a, b);
                 /* the zeroed entries add 0 to their wrapped targets: exact */
                 float *restrict t = dxi + ((int64_t)ci * h + ylo + dy) * w + dx;
                 const float *restrict u = r;
