@@ -20,6 +20,8 @@
 #include "alig/config.h"
 
 #include "alig/error.h"
+#include "alig/model.h"      /* defines: alig_model_preset (preset names are checked here) */
+#include "layers-impl.h" /* alig_spec_check: the grammar of [model] layers */
 
 #include <ini.h>
 
@@ -49,8 +51,8 @@
 
 enum kind {
     K_U64,      /* uint64_t, decimal digits only */
-    K_INT,      /* int in [min, INT_MAX] */
-    K_I64,      /* int64_t in [min, INT64_MAX] */
+    K_INT,      /* int in [min, max], max 0: INT_MAX */
+    K_I64,      /* int64_t in [min, max], max 0: INT64_MAX */
     K_BOOL,     /* int 0/1 */
     K_NUM,      /* finite double in (lo|[lo, hi)|hi], optionally "none" */
     K_STR,      /* char[size], non-empty unless opt_path */
@@ -64,7 +66,7 @@ struct key {
     enum kind kind;
     size_t off;
     size_t size;
-    long long min;              /* K_INT, K_I64 */
+    long long min, max;         /* K_INT, K_I64; max 0: the type's largest value */
     double lo, hi;              /* K_NUM */
     bool lo_open, hi_open;      /* K_NUM: exclusive bounds */
     bool none_ok;               /* K_NUM: "none" allowed, stored as none_value */
@@ -96,7 +98,9 @@ static const struct key keys[] = {
     {KEY("run", "epochs", K_INT, epochs), .min = 1},
     {KEY("run", "max_steps", K_I64, max_steps), .min = 0},
     {KEY("run", "out_dir", K_STR, out_dir)},
-    {KEY("run", "threads", K_INT, threads), .min = 0},
+    /* a cap, so a typo (threads = 100000000) is an error and not an attempt to start
+     * that many BLAS threads */
+    {KEY("run", "threads", K_INT, threads), .min = 0, .max = ALIG_MAX_THREADS},
     {KEY("run", "log_every", K_INT, log_every), .min = 0},
     {KEY("run", "check_every", K_INT, check_every), .min = 0},
     {KEY("run", "nonfinite", K_ENUM_INT, skip_nonfinite), .choices = nonfinite_policies},
@@ -162,6 +166,8 @@ static const struct key keys[] = {
 };
 
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
+_Static_assert(sizeof keys / sizeof keys[0] <= ALIG_CONFIG_MAX_KEYS,
+               "alig_config_t.origin needs one slot per key: raise ALIG_CONFIG_MAX_KEYS");
 
 static bool known_section(const char *s)
 {
@@ -216,10 +222,12 @@ static void describe(const struct key *k, char *buf, size_t n)
         snprintf(buf, n, "an unsigned integer in [0, %" PRIu64 "]", UINT64_MAX);
         break;
     case K_INT:
-        snprintf(buf, n, "an integer in [%lld, %d]", k->min, INT_MAX);
+        snprintf(buf, n, "an integer in [%lld, %lld]", k->min,
+                 k->max ? k->max : (long long)INT_MAX);
         break;
     case K_I64:
-        snprintf(buf, n, "an integer in [%lld, %" PRId64 "]", k->min, INT64_MAX);
+        snprintf(buf, n, "an integer in [%lld, %lld]", k->min,
+                 k->max ? k->max : (long long)INT64_MAX);
         break;
     case K_BOOL:
         snprintf(buf, n, "a boolean (true/false, yes/no, on/off, 1/0)");
@@ -336,7 +344,7 @@ static int set_value(alig_config_t *cfg, const struct key *k, const char *value,
     }
     case K_INT: {
         long long v;
-        if ((ok = parse_ll(value, &v) && v >= k->min && v <= INT_MAX)) {
+        if ((ok = parse_ll(value, &v) && v >= k->min && v <= (k->max ? k->max : INT_MAX))) {
             int iv = (int)v;
             memcpy(field, &iv, sizeof iv);
         }
@@ -344,7 +352,7 @@ static int set_value(alig_config_t *cfg, const struct key *k, const char *value,
     }
     case K_I64: {
         long long v;
-        if ((ok = parse_ll(value, &v) && v >= k->min && v <= INT64_MAX)) {
+        if ((ok = parse_ll(value, &v) && v >= k->min && v <= (k->max ? k->max : INT64_MAX))) {
             int64_t iv = (int64_t)v;
             memcpy(field, &iv, sizeof iv);
         }
@@ -410,6 +418,7 @@ static int set_value(alig_config_t *cfg, const struct key *k, const char *value,
 /*
  * Resolve section/name and set the value. seen_line (NULL for --set)
  * records the line each key was first set on, to reject duplicates.
+ * `line` becomes the key's origin (ALIG_ORIGIN_SET for --set).
  */
 static int apply(alig_config_t *cfg, const char *section, const char *name, const char *value,
                  const char *where, int *seen_line, int line)
@@ -437,6 +446,8 @@ static int apply(alig_config_t *cfg, const char *section, const char *name, cons
     int rc = set_value(cfg, &keys[i], value, where);
     if (rc == ALIG_OK && seen_line)
         seen_line[i] = line;
+    if (rc == ALIG_OK)
+        cfg->origin[i] = line;
     return rc;
 }
 
@@ -576,6 +587,7 @@ int alig_config_parse(alig_config_t *cfg, const char *text, const char *name)
     free(cfg->text);
     *cfg = tmp;
     cfg->text = copy;
+    snprintf(cfg->source, sizeof cfg->source, "%s", name);
     return ALIG_OK;
 }
 
@@ -776,7 +788,7 @@ int alig_config_set(alig_config_t *cfg, const char *assignment)
 
     char where[SET_MAX + 16];
     snprintf(where, sizeof where, "--set %s", assignment);
-    int rc = apply(cfg, section, name, value, where, NULL, 0);
+    int rc = apply(cfg, section, name, value, where, NULL, ALIG_ORIGIN_SET);
     if (rc != ALIG_OK) {
         free(text);
         return rc;
@@ -826,15 +838,27 @@ int alig_config_signals(const alig_config_t *cfg, int *sigs, int max)
         int sig;
     } known[] = {{"TERM", SIGTERM}, {"USR1", SIGUSR1}, {"USR2", SIGUSR2},
                  {"INT", SIGINT},   {"HUP", SIGHUP},   {"XCPU", SIGXCPU}};
+    static const char expected[] = "expected a list of TERM, USR1, USR2, INT, HUP, XCPU "
+                                   "separated by commas or spaces, or none";
     const char *list = cfg->ckpt_signals;
     int n = 0;
-    for (const char *p = list; *p;) {
-        p += strspn(p, ", \t");
-        if (!*p)
-            break;
+    const char *p = list + strspn(list, " \t");
+    if (!*p) {
+        alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: empty; write none for no signals",
+                  list);
+        return -1;
+    }
+    /* entries separated by one comma and/or spaces: "TERM,,USR1", a leading or a
+     * trailing comma is an empty entry (a typo, or a signal left out) */
+    while (*p) {
+        if (*p == ',') {
+            alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: empty entry at character %d; %s",
+                      list, (int)(p - list) + 1, expected);
+            return -1;
+        }
         size_t len = strcspn(p, ", \t");
         if (len == 4 && strncasecmp(p, "none", 4) == 0) {
-            if (n > 0 || p[len + strspn(p + len, ", \t")]) {
+            if (n > 0 || p[len + strspn(p + len, " \t")]) {
                 alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: none must stand alone", list);
                 return -1;
             }
@@ -847,98 +871,185 @@ int alig_config_signals(const alig_config_t *cfg, int *sigs, int max)
                 strncasecmp(p + skip, known[i].name, len - skip) == 0)
                 sig = known[i].sig;
         if (!sig) {
-            alig_fail(ALIG_E_CONFIG,
-                      "[checkpoint] signals = %s: unknown signal '%.*s'; expected a list of TERM, "
-                      "USR1, USR2, INT, HUP, XCPU, or none",
-                      list, (int)len, p);
+            alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: unknown signal '%.*s'; %s", list,
+                      (int)len, p, expected);
             return -1;
         }
         if (n < max)
             sigs[n++] = sig;
         p += len;
-    }
-    if (n == 0) {
-        alig_fail(ALIG_E_CONFIG, "[checkpoint] signals = %s: empty; write none for no signals",
-                  list);
-        return -1;
+        p += strspn(p, " \t");
+        if (*p == ',') {
+            const char *comma = p;
+            p++;
+            p += strspn(p, " \t");
+            if (!*p || *p == ',') {
+                alig_fail(ALIG_E_CONFIG,
+                          "[checkpoint] signals = %s: empty entry after the comma at character "
+                          "%d; %s",
+                          list, (int)(comma - list) + 1, expected);
+                return -1;
+            }
+        }
     }
     return n;
 }
+
+const char *alig_config_origin(const alig_config_t *cfg, const char *key, char *buf, size_t size)
+{
+    const char *dot = strchr(key, '.');
+    int i = -1;
+    if (dot && dot - key < 32) {
+        char section[32];
+        snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
+        i = find_key(section, dot + 1);
+    }
+    int origin = i >= 0 ? cfg->origin[i] : 0;
+    const char *file = cfg->path[0] ? cfg->path : cfg->source;
+    if (origin == ALIG_ORIGIN_SET)
+        snprintf(buf, size, "--set %s", key);
+    else if (origin > 0 && file[0])
+        snprintf(buf, size, "%s:%d", file, origin);
+    else if (origin > 0)
+        snprintf(buf, size, "line %d", origin);
+    else
+        snprintf(buf, size, "%s", file);
+    return buf;
+}
+
+/*
+ * The prefix of a validation message: the origins of the keys involved
+ * (a NULL-terminated list of "section.key") that were set in the file or
+ * with --set, joined with " and ", then ": "; the file's path when every
+ * one of them has its default; "" without a file.
+ */
+static const char *where_(const alig_config_t *cfg, char *buf, size_t size,
+                          const char *const *involved)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    char one[ALIG_PATH_MAX + 64], seen[4][ALIG_PATH_MAX + 64];
+    int n_seen = 0;
+    for (int k = 0; involved[k]; k++) {
+        const char *dot = strchr(involved[k], '.');
+        char section[32];
+        snprintf(section, sizeof section, "%.*s", dot ? (int)(dot - involved[k]) : 0, involved[k]);
+        int i = dot ? find_key(section, dot + 1) : -1;
+        if (i < 0 || cfg->origin[i] == 0)
+            continue;
+        alig_config_origin(cfg, involved[k], one, sizeof one);
+        int dup = 0;
+        for (int j = 0; j < n_seen; j++)
+            dup |= strcmp(seen[j], one) == 0;
+        if (dup || n_seen == 4)
+            continue;
+        snprintf(seen[n_seen++], sizeof seen[0], "%s", one);
+        int w = snprintf(buf + used, size - used, "%s%s", used ? " and " : "", one);
+        used += w > 0 && (size_t)w < size - used ? (size_t)w : 0;
+    }
+    if (!used) {
+        const char *file = cfg->path[0] ? cfg->path : cfg->source;
+        snprintf(buf, size, "%s", file);
+        used = strlen(buf);
+    }
+    if (used && used + 2 < size)
+        memcpy(buf + used, ": ", 3);
+    return buf;
+}
+
+#define WHERE(...) where_(cfg, where, sizeof where, (const char *const[]){__VA_ARGS__, NULL})
 
 int alig_config_validate(const alig_config_t *cfg, int world_size)
 {
     if (world_size < 1)
         return alig_fail(ALIG_E_INTERNAL, "alig_config_validate: world size %d < 1", world_size);
-    char where[ALIG_PATH_MAX + 4] = "";
-    if (cfg->path[0])
-        snprintf(where, sizeof where, "%s: ", cfg->path);
+    char where[3 * ALIG_PATH_MAX];
+    char msg[1024]; /* the message buffer cannot be its own argument */
 
     if (cfg->batch_size < world_size)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] batch_size = %d is less than the number of ranks (%d): the "
                          "global batch must give each rank at least one sample",
-                         where, cfg->batch_size, world_size);
+                         WHERE("data.batch_size"), cfg->batch_size, world_size);
     if (cfg->eval_batch_size < world_size)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[eval] batch_size = %d is less than the number of ranks (%d): the "
                          "global evaluation batch must give each rank at least one sample",
-                         where, cfg->eval_batch_size, world_size);
+                         WHERE("eval.batch_size"), cfg->eval_batch_size, world_size);
     /* CIFAR files carry their labels: [data] *_labels are not used with them */
     int labels_used = strncmp(cfg->format, "cifar", 5) != 0;
     if (labels_used && !cfg->test_images[0] != !cfg->test_labels[0])
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] test_images = %s but test_labels = %s: set both or neither "
                          "(none)",
-                         where, cfg->test_images[0] ? cfg->test_images : "none",
+                         WHERE("data.test_images", "data.test_labels"),
+                         cfg->test_images[0] ? cfg->test_images : "none",
                          cfg->test_labels[0] ? cfg->test_labels : "none");
     if (cfg->train_limit > 0 && cfg->train_limit < world_size)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] train_limit = %" PRId64 " is less than the number of ranks "
                          "(%d): every rank needs at least one training sample",
-                         where, cfg->train_limit, world_size);
+                         WHERE("data.train_limit"), cfg->train_limit, world_size);
     if (cfg->drop_last && cfg->train_limit > 0 && cfg->train_limit < cfg->batch_size)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] train_limit = %" PRId64 " is less than [data] batch_size = %d "
                          "with drop_last = true: an epoch would have no batch",
-                         where, cfg->train_limit, cfg->batch_size);
+                         WHERE("data.train_limit", "data.batch_size", "data.drop_last"),
+                         cfg->train_limit, cfg->batch_size);
     if (cfg->test_images[0] && cfg->test_limit > 0 && cfg->test_limit < world_size)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] test_limit = %" PRId64 " is less than the number of ranks "
                          "(%d): every rank needs at least one test sample",
-                         where, cfg->test_limit, world_size);
+                         WHERE("data.test_limit"), cfg->test_limit, world_size);
     int given = strcmp(cfg->normalize, "given") == 0;
     if (given != (cfg->mean[0] != '\0') || given != (cfg->std[0] != '\0'))
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] normalize = %s with mean = %s and std = %s: normalize = given "
                          "needs both mean and std, and they are used only with it",
-                         where, cfg->normalize, cfg->mean[0] ? cfg->mean : "none",
-                         cfg->std[0] ? cfg->std : "none");
+                         WHERE("data.normalize", "data.mean", "data.std"), cfg->normalize,
+                         cfg->mean[0] ? cfg->mean : "none", cfg->std[0] ? cfg->std : "none");
     if (cfg->preset[0] && strcmp(cfg->layers, DEFAULT_LAYERS) != 0)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[model] preset = %s and [model] layers = %s: set one of them",
-                         where, cfg->preset, cfg->layers);
+                         WHERE("model.preset", "model.layers"), cfg->preset, cfg->layers);
+    /* the model: a preset's name, or the grammar of the layer list (what needs the
+     * data's shape is checked when the model is built) -- here, so that a typo stops
+     * the run before the data is loaded and --print-config reports it too */
+    if (cfg->preset[0]) {
+        char expansion[8192];
+        if (alig_model_preset(cfg->preset, 10, expansion, sizeof expansion) != ALIG_OK) {
+            snprintf(msg, sizeof msg, "%s", alig_error_message());
+            return alig_fail(ALIG_E_CONFIG, "%s%s", WHERE("model.preset"), msg);
+        }
+    } else {
+        int rc = alig_spec_check(cfg->layers);
+        if (rc == ALIG_E_CONFIG) {
+            snprintf(msg, sizeof msg, "%s", alig_error_message());
+            return alig_fail(rc, "%s%s", WHERE("model.layers"), msg);
+        }
+        if (rc != ALIG_OK)
+            return rc;
+    }
     int alig = strcmp(cfg->optimizer, "alig") == 0;
     if (alig && strcmp(cfg->schedule, "none") != 0)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[optimizer] schedule = %s with name = alig: ALI-G computes its own "
                          "step size and takes no learning-rate schedule (docs/alig.md)",
-                         where, cfg->schedule);
+                         WHERE("optimizer.schedule", "optimizer.name"), cfg->schedule);
     int milestones[ALIG_CONFIG_MAX_MILESTONES];
     int n_milestones = alig_config_milestones(cfg, milestones);
     if (n_milestones < 0) {
-        char msg[512];
         snprintf(msg, sizeof msg, "%s", alig_error_message());
-        return alig_fail(ALIG_E_CONFIG, "%s%s", where, msg);
+        return alig_fail(ALIG_E_CONFIG, "%s%s", WHERE("optimizer.milestones"), msg);
     }
     if (strcmp(cfg->schedule, "step") == 0 && n_milestones == 0)
         return alig_fail(ALIG_E_CONFIG,
                          "%s[optimizer] schedule = step needs milestones, e.g. milestones = 30, 60",
-                         where);
+                         WHERE("optimizer.schedule", "optimizer.milestones"));
     int sigs[ALIG_CONFIG_MAX_SIGNALS];
     if (alig_config_signals(cfg, sigs, ALIG_CONFIG_MAX_SIGNALS) < 0) {
-        char msg[512]; /* the message buffer cannot be its own argument */
         snprintf(msg, sizeof msg, "%s", alig_error_message());
-        return alig_fail(ALIG_E_CONFIG, "%s%s", where, msg);
+        return alig_fail(ALIG_E_CONFIG, "%s%s", WHERE("checkpoint.signals"), msg);
     }
     return ALIG_OK;
 }

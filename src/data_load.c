@@ -79,11 +79,51 @@ static int load_one_(alig_dataset_t *ds, const alig_config_t *cfg, int test)
     return alig_fail(ALIG_E_CONFIG, "[data] format = %s: not supported", cfg->format);
 }
 
+/* "x.ini:7: " -- where a [data] key was set, as alig_config_validate names it */
+static const char *where_(const alig_config_t *cfg, const char *key, char *buf, size_t size)
+{
+    char origin[ALIG_PATH_MAX + 64];
+    alig_config_origin(cfg, key, origin, sizeof origin);
+    snprintf(buf, size, "%s%s", origin, origin[0] ? ": " : "");
+    return buf;
+}
+
+/* Issue #6: a limit beyond the set is a config error naming the set's size (the
+ * readers would keep all the samples, and the user would train on fewer than asked). */
+static int check_limit_(const alig_config_t *cfg, const alig_dataset_t *ds, int test)
+{
+    int64_t limit = test ? cfg->test_limit : cfg->train_limit;
+    if (limit <= ds->n) /* 0 (all), or met */
+        return ALIG_OK;
+    char where[ALIG_PATH_MAX + 80];
+    const char *key = test ? "test_limit" : "train_limit";
+    where_(cfg, test ? "data.test_limit" : "data.train_limit", where, sizeof where);
+    return alig_fail(ALIG_E_CONFIG,
+                     "%s[data] %s = %lld is larger than the %s set (%s: %lld samples); expected "
+                     "an integer in [0, %lld] (0: all)",
+                     where, key, (long long)limit, test ? "test" : "training",
+                     test ? cfg->test_images : cfg->train_images, (long long)ds->n,
+                     (long long)ds->n);
+}
+
 int alig_datasets_load(alig_dataset_t *train, alig_dataset_t *test, const alig_config_t *cfg)
 {
     int rc = load_one_(train, cfg, 0);
+    if (!rc)
+        rc = check_limit_(cfg, train, 0);
     if (rc)
         return rc;
+    /* Issue #6: a crop padding of the image's side or more can shift a sample entirely
+     * out of view (a sample of padding only) -- a typo, not an augmentation */
+    int side = train->h < train->w ? train->h : train->w;
+    if (cfg->augment_crop > 0 && cfg->augment_crop >= side) {
+        char where[ALIG_PATH_MAX + 80];
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s[data] augment_crop = %d: expected an integer in [0, %d] for the "
+                         "%dx%d training images (%s): the padding must be smaller than the image",
+                         where_(cfg, "data.augment_crop", where, sizeof where), cfg->augment_crop,
+                         side - 1, train->h, train->w, cfg->train_images);
+    }
     if (strcmp(cfg->normalize, "standard") == 0) {
         alig_dataset_compute_stats(train);
     } else if (strcmp(cfg->normalize, "given") == 0) {
@@ -96,6 +136,8 @@ int alig_datasets_load(alig_dataset_t *train, alig_dataset_t *test, const alig_c
     if (!cfg->test_images[0])
         return ALIG_OK;
     rc = load_one_(test, cfg, 1);
+    if (!rc)
+        rc = check_limit_(cfg, test, 1);
     if (rc)
         return rc;
     if (test->c != train->c || test->h != train->h || test->w != train->w)

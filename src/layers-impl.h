@@ -30,6 +30,17 @@
  */
 int alig_spec_parse(const char *spec, int c, int h, int w, alig_layer_t **nodes, int *count);
 
+/*
+ * Check the grammar of a layer list (docs/config.md) without an input
+ * shape, for config validation before any data is read: every item a known
+ * layer with valid numbers, balanced res(...) blocks and groups, repeat
+ * counts in range, at most ALIG_MAX_NODES nodes. What depends on the input
+ * shape (a window that does not fit, a shortcut of another shape, the size
+ * of a sample) is left to alig_spec_parse. Returns ALIG_OK, ALIG_E_CONFIG
+ * with alig_spec_parse's message quoting the item, or ALIG_E_MEMORY.
+ */
+int alig_spec_check(const char *spec);
+
 /* Floats of im2col workspace node l needs (0 if none) for batches of up to
  * max_batch samples; sets l->chunk, the samples a conv lowers per GEMM. */
 int64_t alig_layer_col_floats(alig_layer_t *l, int64_t max_batch);

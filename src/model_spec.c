@@ -34,6 +34,7 @@ typedef struct {
     int n;
     int (*shape)[3];  /* shape[a]: (c, h, w) of activation a; a = 0 is the input */
     int depth;        /* res/group nesting, bounded to keep the recursion shallow */
+    int syntax_only;  /* alig_spec_check: no input shape, so no shape checks */
 } parser_t;
 
 static const char *kind_word_[] = {
@@ -196,14 +197,17 @@ static int emit_(parser_t *ps, const alig_layer_t *proto, int src, int src2, con
     case ALIG_LAYER_MAXPOOL:
     case ALIG_LAYER_AVGPOOL: {
         int k = l->k, s = l->stride, p = l->pad;
-        if (h + 2 * p < k || w + 2 * p < k) {
+        if (ps->syntax_only) {
+            h = w = 1; /* any shape: only the layer list's grammar is checked */
+        } else if (h + 2 * p < k || w + 2 * p < k) {
             snprintf(why, sizeof why,
                      "a %dx%d window with padding %d does not fit the %dx%dx%d input", k, k, p, c,
                      h, w);
             return bad_(i, item, why);
+        } else {
+            h = (h + 2 * p - k) / s + 1;
+            w = (w + 2 * p - k) / s + 1;
         }
-        h = (h + 2 * p - k) / s + 1;
-        w = (w + 2 * p - k) / s + 1;
         if (l->kind == ALIG_LAYER_CONV) {
             c = l->units;
             l->n_tensors = l->bias ? 2 : 1;
@@ -223,6 +227,8 @@ static int emit_(parser_t *ps, const alig_layer_t *proto, int src, int src2, con
         l->n_tensors = 2;
         break;
     case ALIG_LAYER_ADD:
+        if (ps->syntax_only)
+            break;
         if (ps->shape[src2][0] != c || ps->shape[src2][1] != h || ps->shape[src2][2] != w) {
             snprintf(why, sizeof why,
                      "the body gives %dx%dx%d but the shortcut gives %dx%dx%d; give the shortcut "
@@ -239,7 +245,8 @@ static int emit_(parser_t *ps, const alig_layer_t *proto, int src, int src2, con
     l->out_h = h;
     l->out_w = w;
     l->out_dim = (int64_t)c * h * w;
-    if (l->out_dim > MAX_SAMPLE || l->in_dim * (l->kind == ALIG_LAYER_CONV ? l->k * l->k : 1) > MAX_SAMPLE) {
+    int64_t window = l->kind == ALIG_LAYER_CONV ? (int64_t)l->k * l->k : 1;
+    if (!ps->syntax_only && (l->out_dim > MAX_SAMPLE || l->in_dim * window > MAX_SAMPLE)) {
         snprintf(why, sizeof why, "more than %lld values per sample", (long long)MAX_SAMPLE);
         return bad_(i, item, why);
     }
@@ -422,11 +429,13 @@ static int parse_seq_(parser_t *ps, const char *s, size_t len, int src, int *out
     return ALIG_OK;
 }
 
-int alig_spec_parse(const char *spec, int c, int h, int w, alig_layer_t **nodes, int *count)
+static int spec_parse_(const char *spec, int c, int h, int w, int syntax_only,
+                       alig_layer_t **nodes, int *count)
 {
     *nodes = NULL;
     *count = 0;
     parser_t ps = {0};
+    ps.syntax_only = syntax_only;
     ps.nodes = alig_calloc(ALIG_MAX_NODES, sizeof *ps.nodes, "layer list");
     ps.shape = alig_calloc(ALIG_MAX_NODES + 1, sizeof *ps.shape, "layer shapes");
     if (!ps.nodes || !ps.shape) {
@@ -471,6 +480,20 @@ int alig_spec_parse(const char *spec, int c, int h, int w, alig_layer_t **nodes,
     *nodes = fit ? fit : ps.nodes; /* give back the unused part of the ALIG_MAX_NODES table */
     *count = ps.n;
     return ALIG_OK;
+}
+
+int alig_spec_parse(const char *spec, int c, int h, int w, alig_layer_t **nodes, int *count)
+{
+    return spec_parse_(spec, c, h, w, 0, nodes, count);
+}
+
+int alig_spec_check(const char *spec)
+{
+    alig_layer_t *nodes;
+    int count;
+    int rc = spec_parse_(spec, 1, 1, 1, 1, &nodes, &count);
+    free(nodes);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */

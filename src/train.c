@@ -64,6 +64,18 @@ static void grads_ready_(void *ctx, int64_t from)
     alig_comm_progress(t->comm);
 }
 
+/* A model that does not fit the data is a config error: name where the key was set. */
+static int model_error_(const alig_config_t *cfg, int rc)
+{
+    if (rc != ALIG_E_CONFIG)
+        return rc;
+    char origin[ALIG_PATH_MAX + 64], msg[2048];
+    alig_config_origin(cfg, cfg->preset[0] ? "model.preset" : "model.layers", origin,
+                       sizeof origin);
+    snprintf(msg, sizeof msg, "%s", alig_error_message());
+    return origin[0] ? alig_fail(rc, "%s: %s", origin, msg) : rc;
+}
+
 static int build_model_(alig_trainer_t *t)
 {
     const alig_config_t *cfg = t->cfg;
@@ -80,12 +92,12 @@ static int build_model_(alig_trainer_t *t)
                                                              : t->test.n_classes;
         int rc = alig_model_preset(cfg->preset, classes, preset, sizeof preset);
         if (rc)
-            return rc;
+            return model_error_(cfg, rc);
         spec = preset;
     }
     int rc = alig_model_build(&t->model, spec, t->train.c, t->train.h, t->train.w, 0, max_batch);
     if (rc)
-        return rc;
+        return model_error_(cfg, rc);
     t->model.noise_seed = cfg->seed; /* dropout masks */
     const alig_dataset_t *sets[2] = {&t->train, &t->test};
     int labels_in_images = strncmp(cfg->format, "cifar", 5) == 0;

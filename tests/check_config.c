@@ -6,6 +6,7 @@
 #include "check_suites.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -313,7 +314,11 @@ static const struct {
     {"[run]\nmax_steps = 9223372036854775808\n", "x.ini:2:",
      "[run] max_steps = 9223372036854775808", "[0, 9223372036854775807]"},
     {"[run]\nmax_steps = -1\n", "x.ini:2:", "[run] max_steps = -1", "[0, 9223372036854775807]"},
-    {"[run]\nthreads = -1\n", "x.ini:2:", "[run] threads = -1", "[0, 2147483647]"},
+    {"[run]\nthreads = -1\n", "x.ini:2:", "[run] threads = -1", "an integer in [0, 1024]"},
+    /* a typo must not try to start a hundred million BLAS threads */
+    {"[run]\nthreads = 100000000\n", "x.ini:2:", "[run] threads = 100000000",
+     "an integer in [0, 1024]"},
+    {"[run]\nthreads = 1025\n", "x.ini:2:", "[run] threads = 1025", "[0, 1024]"},
     {"[run]\nseed = -1\n", "x.ini:2:", "[run] seed = -1", "unsigned"},
     {"[run]\nseed = 18446744073709551616\n", "x.ini:2:", "[run] seed = 18446744073709551616",
      "18446744073709551615"},
@@ -383,7 +388,8 @@ END_TEST
 START_TEST(test_integer_limits)
 {
     PARSE_OK("[run]\nseed = 0\nepochs = 2147483647\nmax_steps = 9223372036854775807\n"
-             "threads = 0\n[data]\ntrain_limit = 9223372036854775807\n");
+             "threads = 1024\n[data]\ntrain_limit = 9223372036854775807\n");
+    ck_assert_int_eq(cfg.threads, 1024);
     ck_assert_uint_eq(cfg.seed, 0);
     ck_assert_int_eq(cfg.epochs, 2147483647);
     ck_assert_int_eq(cfg.max_steps, INT64_MAX);
@@ -736,6 +742,130 @@ START_TEST(test_validate_limits)
 }
 END_TEST
 
+/* Issue #6: a cross-key check runs after every --set, so its message must name where the
+ * offending value came from: the file's line, or the --set -- not just the file. */
+START_TEST(test_validate_names_the_origin)
+{
+    snprintf(cfg.path, sizeof cfg.path, "launch/x.ini");
+    /* batch_size from line 3 of the file */
+    PARSE_OK("[data]\n\nbatch_size = 2\n");
+    snprintf(cfg.path, sizeof cfg.path, "launch/x.ini");
+    EXPECT_ERROR(alig_config_validate(&cfg, 3), ALIG_E_CONFIG,
+                 "launch/x.ini:3: [data] batch_size = 2 is less than the number of ranks (3)");
+    /* the same value from --set: the message names the --set, not the file */
+    ck_assert_int_eq(alig_config_set(&cfg, "data.batch_size=1"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 3), ALIG_E_CONFIG,
+                 "--set data.batch_size: [data] batch_size = 1 is less than");
+    ck_assert_msg(strncmp(alig_error_message(), "--set data.batch_size: ", 23) == 0, "%s",
+                  alig_error_message());
+    ck_assert_ptr_null(strstr(alig_error_message(), "x.ini"));
+    /* a default value: the file is where to set it */
+    ck_assert_int_eq(alig_config_set(&cfg, "data.batch_size=5000"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 2000), ALIG_E_CONFIG,
+                 "launch/x.ini: [eval] batch_size = 1000 is less than");
+    /* two keys from two places: both named */
+    alig_config_free(&cfg);
+    alig_config_defaults(&cfg);
+    PARSE_OK("[data]\ntrain_limit = 100\n");
+    snprintf(cfg.path, sizeof cfg.path, "launch/x.ini");
+    ck_assert_int_eq(alig_config_set(&cfg, "data.drop_last=true"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "launch/x.ini:2 and --set data.drop_last: [data] train_limit = 100 is less than "
+                 "[data] batch_size = 128 with drop_last = true");
+    /* parsed from a string under a name, without a path: the name */
+    alig_config_free(&cfg);
+    alig_config_defaults(&cfg);
+    PARSE_OK("[optimizer]\nname = sgd\nschedule = step\nmilestones = 9, 3\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "x.ini:4: [optimizer] milestones = 9, 3: expected increasing");
+    char buf[128];
+    ck_assert_str_eq(alig_config_origin(&cfg, "optimizer.milestones", buf, sizeof buf), "x.ini:4");
+    ck_assert_str_eq(alig_config_origin(&cfg, "run.seed", buf, sizeof buf), "x.ini");
+    ck_assert_int_eq(alig_config_set(&cfg, "checkpoint.signals=TERM,,USR1"), ALIG_OK);
+    ck_assert_str_eq(alig_config_origin(&cfg, "checkpoint.signals", buf, sizeof buf),
+                     "--set checkpoint.signals");
+    ck_assert_str_eq(alig_config_origin(&cfg, "no.such", buf, sizeof buf), "x.ini");
+}
+END_TEST
+
+/* Issue #6: the layer list and the preset are checked with the config (before any data
+ * is read, and by --print-config), naming where they were set. */
+START_TEST(test_validate_model_spec)
+{
+    PARSE_OK("[model]\nlayers = dense 10, relu, dense 10\n");
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+    /* what needs the data's shape is not checked here: any input could fit */
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=conv 8 k7 s2, maxpool 3, res(conv 4), "
+                                           "gap, dense 3"),
+                     ALIG_OK);
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+    /* grammar errors from the file and from --set */
+    alig_config_free(&cfg);
+    alig_config_defaults(&cfg);
+    PARSE_OK("[run]\nepochs = 1\n[model]\nlayers = dense 10, relu, dnse 10\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "x.ini:4: [model] layers: item 3 'dnse 10': expected one of: dense N");
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=dense 10, res(relu"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "--set model.layers: [model] layers: unbalanced '('");
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=dense 0"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "--set model.layers: [model] layers: item 1 'dense 0': expected 'dense N' with "
+                 "N in [1, 16777216]");
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=dense 4, relu,"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "--set model.layers:",
+                 "empty item");
+    /* a preset's name */
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=dense 1024, relu, dense 1024, relu, "
+                                           "dense 10"),
+                     ALIG_OK);
+    ck_assert_int_eq(alig_config_set(&cfg, "model.preset=wrn-11-1"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "--set model.preset: [model] preset = wrn-11-1: expected wrn-D-K");
+    ck_assert_int_eq(alig_config_set(&cfg, "model.preset=wrn-16-2"), ALIG_OK);
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+}
+END_TEST
+
+/* Issue #6: an empty entry in [checkpoint] signals is a typo, not "fewer signals". */
+START_TEST(test_validate_signal_list)
+{
+    /* each value as written and as inih hands it over (trimmed) */
+    static const char *const bad[][2] = {{"TERM,,USR1", "TERM,,USR1"},
+                                         {"TERM, ,USR1", "TERM, ,USR1"},
+                                         {",TERM", ",TERM"},
+                                         {"TERM,", "TERM,"},
+                                         {"TERM , ", "TERM ,"},
+                                         {"none,", "none,"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        alig_config_free(&cfg);
+        alig_config_defaults(&cfg);
+        char text[128], want[128];
+        snprintf(text, sizeof text, "[checkpoint]\nsignals = %s\n", bad[i][0]);
+        PARSE_OK(text);
+        snprintf(want, sizeof want, "x.ini:2: [checkpoint] signals = %s: ", bad[i][1]);
+        int none = strncmp(bad[i][0], "none", 4) == 0;
+        EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, want,
+                     none ? "none must stand alone" : "empty entry",
+                     none ? "none" : "expected a list of TERM, USR1");
+    }
+    /* separators: commas, spaces, or both */
+    static const char *const good[] = {"TERM,USR1", "TERM USR1", "TERM , USR1", " TERM\t,\tUSR1"};
+    int sigs[ALIG_CONFIG_MAX_SIGNALS];
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        snprintf(cfg.ckpt_signals, sizeof cfg.ckpt_signals, "%s", good[i]);
+        ck_assert_msg(alig_config_signals(&cfg, sigs, ALIG_CONFIG_MAX_SIGNALS) == 2, "'%s': %s",
+                      good[i], alig_error_message());
+        ck_assert_int_eq(sigs[1], SIGUSR1);
+    }
+    /* from --set the message names the --set */
+    ck_assert_int_eq(alig_config_set(&cfg, "checkpoint.signals=TERM,,USR1"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "--set checkpoint.signals: [checkpoint] signals = TERM,,USR1: empty entry after "
+                 "the comma at character 5");
+}
+END_TEST
+
 START_TEST(test_round_trip_full)
 {
     PARSE_OK(full_text);
@@ -810,6 +940,75 @@ START_TEST(test_write_format)
 }
 END_TEST
 
+/* ------------------------------------------------------ the command */
+
+static char out_[1 << 16];
+
+/* alig-train ARGS (with an mpirun prefix for np > 1): the exit status; output in out_. */
+static int run_(int np, const char *args)
+{
+    const char *bin = getenv("ALIG_BIN");
+    char cmd[4096], pre[160] = "";
+    if (np > 1)
+        test_mpirun(pre, sizeof pre, np);
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s", pre, bin && *bin ? bin : "bin", args);
+    return test_run(cmd, 60, out_, sizeof out_, NULL);
+}
+
+/* Issue #6: --print-config checks what a run checks before it reads data (the layer
+ * list's grammar, the preset, the cross-key checks), with the same message; errors of
+ * the validation stage name the --set or the line a value came from. */
+START_TEST(print_config_checks_what_a_run_checks)
+{
+    char path[512], args[2048], want[1024];
+    scratch_path(path, sizeof path, "cmd.ini");
+    const char *text = "[run]\nepochs = 1\n[model]\nlayers = dense 10, relu, dnse 4\n";
+    write_file(path, text, strlen(text));
+
+    ck_assert_int_eq(run_(1, "--print-config /dev/null"), 0);
+    ck_assert_msg(strstr(out_, "\n[model]\nlayers = dense 1024, relu"), "%s", out_);
+
+    snprintf(want, sizeof want,
+             "alig-train: config error: %s:4: [model] layers: item 3 'dnse 4': expected one of: "
+             "dense N, relu",
+             path);
+    snprintf(args, sizeof args, "--print-config %s", path);
+    ck_assert_int_eq(run_(1, args), 2);
+    ck_assert_msg(strncmp(out_, want, strlen(want)) == 0, "%s", out_);
+    ck_assert_ptr_null(strstr(out_, "[run]")); /* nothing printed */
+    /* a run stops at the same point, before reading any data */
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s.run", path, path);
+    ck_assert_int_eq(run_(1, args), 2);
+    ck_assert_msg(strncmp(out_, want, strlen(want)) == 0, "%s", out_);
+    ck_assert_ptr_null(strstr(out_, "training samples"));
+
+    ck_assert_int_eq(run_(1, "--print-config /dev/null --set 'model.layers=dense 10, res(relu'"),
+                     2);
+    ck_assert_msg(strstr(out_, "alig-train: config error: --set model.layers: [model] layers: "
+                               "unbalanced '('"),
+                  "%s", out_);
+    ck_assert_int_eq(run_(1, "--print-config /dev/null --set run.threads=100000000"), 2);
+    ck_assert_msg(strstr(out_, "config error: --set run.threads=100000000: [run] threads = "
+                               "100000000: expected an integer in [0, 1024]"),
+                  "%s", out_);
+    ck_assert_int_eq(run_(1, "--print-config /dev/null --set checkpoint.signals=TERM,,USR1"), 2);
+    ck_assert_msg(strstr(out_, "config error: --set checkpoint.signals: [checkpoint] signals = "
+                               "TERM,,USR1: empty entry"),
+                  "%s", out_);
+
+    /* the check that needs the number of ranks: a value from --set names the --set, not
+     * the file (it used to say "cmd.ini: [data] batch_size = 1 ...") */
+    text = "[run]\nepochs = 1\n[data]\nbatch_size = 64\n";
+    write_file(path, text, strlen(text));
+    snprintf(args, sizeof args, "--print-config %s --set data.batch_size=1", path);
+    ck_assert_int_eq(run_(2, args), 2);
+    ck_assert_msg(strstr(out_, "alig-train: rank 0: config error: --set data.batch_size: [data] "
+                               "batch_size = 1 is less than the number of ranks (2)"),
+                  "%s", out_);
+    unlink(path);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -854,6 +1053,14 @@ Suite *config_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_validate_world_size);
     tcase_add_test(tc, test_validate_limits);
+    tcase_add_test(tc, test_validate_names_the_origin);
+    tcase_add_test(tc, test_validate_model_spec);
+    tcase_add_test(tc, test_validate_signal_list);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("command");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, print_config_checks_what_a_run_checks);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("write");

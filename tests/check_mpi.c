@@ -213,7 +213,11 @@ START_TEST(bad_config_reported_once_and_all_ranks_exit)
              pre, env_("ALIG_BIN", "bin"), setup_(20, 4, ""));
     rc = test_run(cmd, 60, out_, sizeof out_, NULL);
     ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
-    ck_assert_int_eq(count_(out_, "batch_size"), 1);
+    /* once, naming the --set it came from (issue #6) */
+    ck_assert_msg(count_(out_, "config error: --set data.batch_size: [data] batch_size = 2 is "
+                               "less than the number of ranks (3)") == 1,
+                  "%s", out_);
+    ck_assert_int_eq(count_(out_, "config error"), 1);
 }
 END_TEST
 

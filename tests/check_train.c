@@ -173,12 +173,40 @@ START_TEST(labels_beyond_the_model_outputs_are_refused)
 }
 END_TEST
 
+START_TEST(a_model_that_does_not_fit_names_where_it_was_set)
+{
+    /* the layer list passes validation (grammar) but not the 4x4 data: the error
+     * names the line of the config, or the --set, that gave [model] layers */
+    alig_config_t cfg;
+    small_config_(&cfg, 20, 4, 3);
+    ck_assert_int_eq(alig_config_parse(&cfg, "[run]\nseed = 1\n\n[model]\nlayers = maxpool 8, "
+                                             "dense 3\n", "net.ini"),
+                     ALIG_OK);
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_CONFIG);
+    ck_assert_msg(strncmp(alig_error_message(), "net.ini:5: ", 11) == 0, "%s",
+                  alig_error_message());
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "maxpool 8"));
+    alig_trainer_free(&t);
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=conv 2 k5, dense 3"), ALIG_OK);
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_CONFIG);
+    ck_assert_msg(strncmp(alig_error_message(), "--set model.layers: ", 20) == 0, "%s",
+                  alig_error_message());
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+    alig_config_free(&cfg);
+}
+END_TEST
+
 Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
     TCase *tc = tcase_create("train");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, partial_last_batch_is_the_mean_over_its_samples);
+    tcase_add_test(tc, a_model_that_does_not_fit_names_where_it_was_set);
     tcase_add_test(tc, drop_last_skips_the_partial_batch);
     tcase_add_test(tc, learns_a_separable_set);
     tcase_add_test(tc, projection_holds_from_the_start);

@@ -10,7 +10,10 @@
  *
  * Keys may be overridden after the file with alig_config_set() (the
  * program's --set section.key=value option); errors there name
- * "--set" instead of file:line.
+ * "--set" instead of file:line. The config remembers where each key got
+ * its value (alig_config_origin), so the cross-key checks of
+ * alig_config_validate, which run after every override, name the line of
+ * the file or the --set that set the offending key.
  *
  * Every key, its type, default and range is documented in docs/config.md.
  */
@@ -22,6 +25,8 @@
 
 #define ALIG_PATH_MAX 1024
 #define ALIG_SPEC_MAX 2048
+#define ALIG_MAX_THREADS 1024   /* largest [run] threads */
+#define ALIG_CONFIG_MAX_KEYS 96 /* room in alig_config_t.origin; config.c has fewer keys */
 
 typedef struct {
     /* [run] */
@@ -29,7 +34,7 @@ typedef struct {
     int epochs;                 /* epochs = 10; >= 1 */
     int64_t max_steps;          /* max_steps = 0; >= 0, stop after this many global steps (0: no limit) */
     char out_dir[ALIG_PATH_MAX];/* out_dir = runs/default; run directory (created) */
-    int threads;                /* threads = 0; >= 0, BLAS threads per rank (0: auto from affinity) */
+    int threads;                /* threads = 0; 0 to ALIG_MAX_THREADS, BLAS threads per rank (0: auto from affinity) */
     int log_every;              /* log_every = 0; >= 0, print a step line every N steps (0: never) */
     int check_every;            /* check_every = 100; >= 0, compare a parameter checksum across ranks every N steps (0: never) */
     int overlap;                /* overlap = true; boolean: reduce gradient buckets while backward runs */
@@ -46,7 +51,7 @@ typedef struct {
     char test_labels[ALIG_PATH_MAX];  /* default .../t10k-labels-idx1-ubyte.gz */
     int batch_size;             /* batch_size = 128; >= 1, the GLOBAL batch size, split over ranks */
     int drop_last;              /* drop_last = false; boolean: drop the final partial batch of an epoch */
-    int64_t train_limit;        /* train_limit = 0; >= 0, use only the first N training samples (0: all) */
+    int64_t train_limit;        /* train_limit = 0; >= 0, use only the first N training samples (0: all); more than the set has is an error when it is read */
     int64_t test_limit;         /* test_limit = 0; >= 0, same for the test set */
     char normalize[16];         /* normalize = standard; one of: none (x/255), standard (per-channel mean/std of the training set), given (mean, std below) */
     char mean[256];             /* mean = none; "" here; per-channel means for normalize = given, e.g. 0.4914, 0.4822, 0.4465 */
@@ -56,7 +61,7 @@ typedef struct {
     char hdf5_test_images[128]; /* hdf5_test_images = none; "" here: same name as hdf5_images */
     char hdf5_test_labels[128]; /* hdf5_test_labels = none; "" here: same name as hdf5_labels */
     char hdf5_layout[8];        /* hdf5_layout = nchw; one of: nchw, nhwc (4-D image datasets) */
-    int augment_crop;           /* augment_crop = 0; >= 0, random-crop padding in pixels for training samples (0: off) */
+    int augment_crop;           /* augment_crop = 0; >= 0, random-crop padding in pixels for training samples (0: off); below the image's sides (checked when the data is read) */
     int augment_flip;           /* augment_flip = false; boolean: random horizontal flips of training samples */
 
     /* [model] */
@@ -97,8 +102,14 @@ typedef struct {
 
     /* provenance */
     char path[ALIG_PATH_MAX];   /* file the config came from ("" if from a string) */
+    char source[ALIG_PATH_MAX]; /* name the text was last parsed under (alig_config_parse), for messages */
     char *text;                 /* owned copy of the file text plus one "; --set ..." line per override */
+    int origin[ALIG_CONFIG_MAX_KEYS]; /* per key, in the order of docs/config.md: the line of the
+                                       * parsed text that set it (> 0), ALIG_ORIGIN_SET for --set,
+                                       * 0 for the default (read it with alig_config_origin) */
 } alig_config_t;
+
+#define ALIG_ORIGIN_SET (-1)
 
 /* Fill every field with its documented default. text = NULL. */
 void alig_config_defaults(alig_config_t *cfg);
@@ -128,9 +139,23 @@ int alig_config_set(alig_config_t *cfg, const char *assignment);
 
 /*
  * Cross-key checks that need the world size (e.g. batch_size >= world
- * size). Call after all parsing. Returns ALIG_OK or ALIG_E_CONFIG.
+ * size), the [checkpoint] signals and [optimizer] milestones lists, the
+ * [model] preset name and the grammar of [model] layers (the checks of the
+ * layer list against the data's shape need the data and run when the model
+ * is built). Call after all parsing. Returns ALIG_OK or ALIG_E_CONFIG; the
+ * message starts with the origin of the offending key(s), e.g.
+ * "x.ini:12: " or "--set data.batch_size: ".
  */
 int alig_config_validate(const alig_config_t *cfg, int world_size);
+
+/*
+ * Where "section.key" got its value, for messages: "x.ini:12" (line 12 of
+ * the config file; "line 12" when parsed from a string), "--set
+ * section.key" (an override), or for a key left at its default the config
+ * file's path ("" when there is none). Writes into buf (size >= 1) and
+ * returns it; an unknown key gives the path too.
+ */
+const char *alig_config_origin(const alig_config_t *cfg, const char *key, char *buf, size_t size);
 
 #define ALIG_CONFIG_MAX_MILESTONES 16
 
