@@ -81,16 +81,42 @@ static int parse_name_(const char *name, const char *suffix, int64_t *step)
     return 1;
 }
 
-static int cmp_i64_(const void *a, const void *b)
+/*
+ * One ckpt-<step>.h5 file of a directory: the step read numerically from the
+ * name, and the name as found. We write ckpt-00000008.h5, but a file copied or
+ * renamed by hand to ckpt-8.h5 is the same step 8 and is opened by its own name
+ * (issue #6: the name used to be rebuilt from the step, so such a file was
+ * "missing", never pruned, and skipped by resume = auto).
+ */
+typedef struct {
+    int64_t step;
+    char name[256];
+} ck_file_t;
+
+/* The name we write for `step`? (Of two files of one step, that one is tried first.) */
+static int canonical_(const ck_file_t *f)
 {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return (x > y) - (x < y);
+    char want[64];
+    snprintf(want, sizeof want, "ckpt-%08lld.h5", (long long)f->step);
+    return strcmp(f->name, want) == 0;
 }
 
-/* Steps of the ckpt-<step>.h5 files in dir, ascending (malloc'd; *n may be 0). */
-static int list_ckpts_(const char *dir, int64_t **steps, int *n)
+/* Ascending by step; within a step the canonical name last, so newest-first loops try it first. */
+static int cmp_file_(const void *a, const void *b)
 {
-    *steps = NULL;
+    const ck_file_t *x = a, *y = b;
+    if (x->step != y->step)
+        return (x->step > y->step) - (x->step < y->step);
+    int cx = canonical_(x), cy = canonical_(y);
+    if (cx != cy)
+        return cx - cy;
+    return strcmp(y->name, x->name);
+}
+
+/* The ckpt-<step>.h5 files in dir, in cmp_file_ order (malloc'd; *n may be 0). */
+static int list_ckpts_(const char *dir, ck_file_t **files, int *n)
+{
+    *files = NULL;
     *n = 0;
     DIR *d = opendir(dir);
     if (!d)
@@ -101,25 +127,27 @@ static int list_ckpts_(const char *dir, int64_t **steps, int *n)
     struct dirent *e;
     while ((e = readdir(d))) {
         int64_t s;
-        if (!parse_name_(e->d_name, "", &s))
+        if (!parse_name_(e->d_name, "", &s) || strlen(e->d_name) >= sizeof(*files)->name)
             continue;
         if (*n == cap) {
             cap = cap ? 2 * cap : 16;
-            int64_t *p = realloc(*steps, sizeof(int64_t) * (size_t)cap);
+            ck_file_t *p = realloc(*files, sizeof(ck_file_t) * (size_t)cap);
             if (!p) {
                 closedir(d);
-                free(*steps);
-                *steps = NULL;
+                free(*files);
+                *files = NULL;
                 *n = 0;
                 return alig_fail(ALIG_E_MEMORY, "cannot list %s", dir);
             }
-            *steps = p;
+            *files = p;
         }
-        (*steps)[(*n)++] = s;
+        (*files)[*n].step = s;
+        snprintf((*files)[*n].name, sizeof(*files)->name, "%s", e->d_name);
+        (*n)++;
     }
     closedir(d);
     if (*n)
-        qsort(*steps, (size_t)*n, sizeof(int64_t), cmp_i64_);
+        qsort(*files, (size_t)*n, sizeof(ck_file_t), cmp_file_);
     return ALIG_OK;
 }
 
@@ -208,28 +236,28 @@ static void prune_(const char *dir, int64_t step, int keep)
 {
     if (keep <= 0)
         return;
-    int64_t *steps;
+    ck_file_t *files;
     int n;
-    if (list_ckpts_(dir, &steps, &n)) {
+    if (list_ckpts_(dir, &files, &n)) {
         fprintf(stderr, "alig-train: warning: not pruning old checkpoints: %s\n",
                 alig_error_message());
         return;
     }
     int kept = 1; /* ckpt-<step> */
     for (int i = n - 1; i >= 0; i--) {
-        if (steps[i] >= step)
+        if (files[i].step >= step)
             continue;
         if (kept < keep) {
             kept++;
             continue;
         }
-        char path[CK_PATH_MAX];
-        ckpt_path_(path, sizeof path, dir, steps[i]);
+        char path[CK_PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
         if (unlink(path) != 0 && errno != ENOENT)
             fprintf(stderr, "alig-train: warning: cannot delete old checkpoint %s: %s\n", path,
                     strerror(errno));
     }
-    free(steps);
+    free(files);
 }
 
 /* Rank 0: the whole protocol. On failure the temp file is removed and the
@@ -381,9 +409,9 @@ static int search_dir_(const alig_trainer_t *t, const char *dir, int explicit_di
                        float *s, float *v, alig_ckpt_info_t *info, char *chosen, size_t size)
 {
     chosen[0] = '\0';
-    int64_t *steps;
+    ck_file_t *files;
     int n;
-    int rc = list_ckpts_(dir, &steps, &n);
+    int rc = list_ckpts_(dir, &files, &n);
     if (rc)
         return rc;
     int64_t latest = -1;
@@ -392,17 +420,17 @@ static int search_dir_(const alig_trainer_t *t, const char *dir, int explicit_di
     if (lr == 1) {
         int present = 0;
         for (int i = 0; i < n; i++)
-            present |= steps[i] == latest;
+            present |= files[i].step == latest;
         if (!present)
             warn_("%s/latest names ckpt-%08lld.h5, which does not exist; looking for an older "
                   "checkpoint",
                   dir, (long long)latest);
         limit = latest;
         for (int i = 0; i < n; i++)
-            if (steps[i] > latest) {
-                warn_("ignoring %s/ckpt-%08lld.h5: newer than what %s/latest names (an interrupted "
-                      "save, or the abandoned continuation of a resume from an older checkpoint)",
-                      dir, (long long)steps[i], dir);
+            if (files[i].step > latest) {
+                warn_("ignoring %s/%s: newer than what %s/latest names (an interrupted save, or "
+                      "the abandoned continuation of a resume from an older checkpoint)",
+                      dir, files[i].name, dir);
                 break;
             }
     } else if (lr < 0) {
@@ -412,24 +440,29 @@ static int search_dir_(const alig_trainer_t *t, const char *dir, int explicit_di
     }
     int tried = 0;
     for (int i = n - 1; i >= 0 && !chosen[0]; i--) {
-        if (steps[i] > limit)
+        if (files[i].step > limit)
             continue;
-        char path[CK_PATH_MAX];
-        ckpt_path_(path, sizeof path, dir, steps[i]);
+        char path[CK_PATH_MAX + 256];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i].name);
         int mismatch = 0;
         tried++;
         rc = try_read_(t, path, p, s, v, info, &mismatch);
         if (rc == ALIG_OK) {
             snprintf(chosen, size, "%s", path);
+            if (info->step != files[i].step)
+                warn_("%s holds the state after step %lld, not %lld as its name says (renamed "
+                      "by hand?); resuming from step %lld",
+                      path, (long long)info->step, (long long)files[i].step,
+                      (long long)info->step);
         } else if (mismatch || rc == ALIG_E_MEMORY) {
-            free(steps);
+            free(files);
             return rc; /* another architecture or data order: older ones would be too */
         } else {
             warn_("%s; falling back to an older checkpoint (nothing is deleted)",
                   alig_error_message());
         }
     }
-    free(steps);
+    free(files);
     if (chosen[0])
         return ALIG_OK;
     if (tried)
@@ -455,20 +488,22 @@ static int choose_(const alig_trainer_t *t, const alig_ckpt_t *c, float *p, floa
     const char *mode = t->cfg->ckpt_resume;
     chosen[0] = '\0';
     if (!strcmp(mode, "never")) {
-        int64_t *steps;
+        ck_file_t *files;
         int n;
-        int rc = list_ckpts_(c->dir, &steps, &n);
+        int rc = list_ckpts_(c->dir, &files, &n);
         if (rc)
             return rc;
-        int64_t newest = n ? steps[n - 1] : 0;
-        free(steps);
+        char newest[256] = "";
+        if (n)
+            snprintf(newest, sizeof newest, "%s", files[n - 1].name);
+        free(files);
         if (n)
             return alig_fail(ALIG_E_CKPT,
                              "[checkpoint] resume = never, but %s already holds %d checkpoint(s) "
-                             "(newest ckpt-%08lld.h5) that a fresh run would overwrite: resume "
+                             "(newest %s) that a fresh run would overwrite: resume "
                              "with --resume auto, write elsewhere ([run] out_dir or "
                              "[checkpoint] dir), or move them away",
-                             c->dir, n, (long long)newest);
+                             c->dir, n, newest);
         return ALIG_OK;
     }
     if (!strcmp(mode, "auto"))
@@ -499,7 +534,7 @@ static int resume_(alig_trainer_t *t, FILE *log)
     float *p = NULL, *s = NULL, *v = NULL;
     alig_ckpt_info_t info;
     memset(&info, 0, sizeof info);
-    char chosen[CK_PATH_MAX] = "";
+    char chosen[CK_PATH_MAX + 256] = "";
     int rc = ALIG_OK;
     if (root) {
         p = alig_malloc(sizeof(float) * (size_t)m->n_params, "checkpoint parameters");
