@@ -3,6 +3,7 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
+#include "data-impl.h" /* defines: alig_gz_reason */
 
 #include <errno.h>
 #include <math.h>
@@ -32,13 +33,20 @@ static int64_t gzread_full_(gzFile f, uint8_t *buf, int64_t n)
     return got;
 }
 
-static const char *gz_reason_(gzFile f)
+const char *alig_gz_reason(gzFile f, const char *path)
 {
     int errnum = 0;
     const char *msg = gzerror(f, &errnum);
     if (errnum == Z_ERRNO)
         return strerror(errno);
-    return msg && *msg ? msg : "read error";
+    if (!msg || !*msg)
+        return "read error";
+    /* zlib prefixes its reason with the path given to gzopen ("f.gz: incorrect data
+     * check"); our messages start with the path already (issue #6: "f.gz: f.gz: ...") */
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+        msg += n + 2;
+    return *msg ? msg : "read error";
 }
 
 int alig_idx_read(const char *path, alig_idx_t *out)
@@ -52,7 +60,7 @@ int alig_idx_read(const char *path, alig_idx_t *out)
     uint8_t head[4];
     int64_t got = gzread_full_(f, head, 4);
     if (got < 0) {
-        rc = alig_fail(ALIG_E_DATA, "%s: %s", path, gz_reason_(f));
+        rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
         goto done;
     }
     if (got < 4) {
@@ -121,7 +129,7 @@ int alig_idx_read(const char *path, alig_idx_t *out)
         }
         int64_t r = gzread_full_(f, out->data + got, cap - got);
         if (r < 0) {
-            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, gz_reason_(f));
+            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
             goto done;
         }
         got += r;
@@ -136,7 +144,7 @@ int alig_idx_read(const char *path, alig_idx_t *out)
     uint8_t extra;
     got = gzread_full_(f, &extra, 1);
     if (got != 0) {
-        rc = got < 0 ? alig_fail(ALIG_E_DATA, "%s: %s", path, gz_reason_(f))
+        rc = got < 0 ? alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path))
                      : alig_fail(ALIG_E_DATA,
                                  "%s: trailing bytes after the %lld data bytes the header promises",
                                  path, (long long)count);

@@ -10,6 +10,7 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
+#include "data-impl.h" /* defines: alig_gz_reason */
 
 #include <ctype.h>
 #include <errno.h>
@@ -54,10 +55,7 @@ static int read_all_(const char *path, uint8_t **out, int64_t *size)
         int64_t want = cap - got < (1 << 30) ? cap - got : (1 << 30);
         int r = gzread(f, buf + got, (unsigned)want);
         if (r < 0) {
-            int errnum = 0;
-            const char *msg = gzerror(f, &errnum);
-            rc = alig_fail(ALIG_E_DATA, "%s: %s", path,
-                           errnum == Z_ERRNO ? strerror(errno) : msg ? msg : "read error");
+            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
             break;
         }
         if (r == 0)

@@ -5,8 +5,10 @@
  * (n, h, w, c); labels: one integer dataset (n) or (n, 1), in the same file
  * or another. Only the first `limit` rows are read (a hyperslab), so a
  * quick run on a large file stays quick. Every defect is ALIG_E_DATA naming
- * the file and the dataset; HDF5's own error stack is silenced around the
- * calls that are expected to fail on bad input.
+ * the file (once) and the dataset; HDF5's own error printing is off for the
+ * whole call, and every identifier is closed on every path (files with a
+ * strong close degree as a safety net; tests/check_datasets.c and
+ * tests/fuzz/fuzz_hdf5.c check that none is left open).
  */
 #include "alig/data.h"
 #include "alig/error.h"
@@ -26,11 +28,23 @@ static int open_file_(const char *path, hid_t *fid)
 {
     if (access(path, R_OK) != 0)
         return alig_fail(ALIG_E_DATA, "%s: cannot open: %s", path, strerror(errno));
+    /* strong close: H5Fclose releases everything of the file even if a handle
+     * were left open on some error path; no file locks (read-only, and locks fail
+     * on some parallel file systems) */
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5E_BEGIN_TRY
     {
-        *fid = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        if (fapl >= 0) {
+            H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
+#if H5_VERSION_GE(1, 10, 7)
+            H5Pset_file_locking(fapl, 0, 1);
+#endif
+        }
+        *fid = H5Fopen(path, H5F_ACC_RDONLY, fapl >= 0 ? fapl : H5P_DEFAULT);
     }
     H5E_END_TRY;
+    if (fapl >= 0)
+        H5Pclose(fapl);
     if (*fid < 0)
         return alig_fail(ALIG_E_DATA, "%s: not an HDF5 file (or damaged)", path);
     return ALIG_OK;
@@ -65,20 +79,50 @@ static int open_dataset_(hid_t fid, const char *path, const char *name, const ch
     H5E_END_TRY;
     if (*did >= 0)
         return ALIG_OK;
-    struct names_ n = {.used = 0};
-    n.buf[0] = '\0';
+    /* the name is there but is no dataset, or its header is damaged */
+    hid_t obj;
     H5E_BEGIN_TRY
     {
-        H5Literate(fid, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, add_name_, &n);
+        obj = H5Lexists(fid, name, H5P_DEFAULT) > 0 ? H5Oopen(fid, name, H5P_DEFAULT) : -2;
     }
     H5E_END_TRY;
+    if (obj != -2) {
+        H5I_type_t type = obj >= 0 ? H5Iget_type(obj) : H5I_BADID;
+        if (obj >= 0)
+            H5Oclose(obj);
+        H5L_info_t link;
+        herr_t e;
+        H5E_BEGIN_TRY
+        {
+            e = H5Lget_info(fid, name, &link, H5P_DEFAULT);
+        }
+        H5E_END_TRY;
+        int dangling = obj < 0 && e >= 0 && link.type != H5L_TYPE_HARD;
+        return alig_fail(ALIG_E_DATA, "%s: '%s' ([data] %s) %s", path, name, key,
+                         type == H5I_GROUP      ? "is a group, not a dataset"
+                         : type == H5I_DATATYPE ? "is a named datatype, not a dataset"
+                         : dangling             ? "is a link to an object that does not exist"
+                                                : "cannot be opened as a dataset (damaged file?)");
+    }
+    struct names_ n = {.used = 0};
+    n.buf[0] = '\0';
+    herr_t listed;
+    H5E_BEGIN_TRY
+    {
+        listed = H5Literate(fid, H5_INDEX_NAME, H5_ITER_NATIVE, NULL, add_name_, &n);
+    }
+    H5E_END_TRY;
+    if (listed < 0 && !n.buf[0])
+        return alig_fail(ALIG_E_DATA,
+                         "%s: no dataset '%s' ([data] %s), and the file's top level cannot be "
+                         "listed (damaged file?)",
+                         path, name, key);
     return alig_fail(ALIG_E_DATA, "%s: no dataset '%s' ([data] %s); the file has: %s", path, name,
                      key, n.buf[0] ? n.buf : "nothing at the top level");
 }
 
-int alig_dataset_load_hdf5(alig_dataset_t *ds, const char *images_path, const char *images_name,
-                           const char *labels_path, const char *labels_name, int nhwc,
-                           int64_t limit)
+static int load_(alig_dataset_t *ds, const char *images_path, const char *images_name,
+                 const char *labels_path, const char *labels_name, int nhwc, int64_t limit)
 {
     memset(ds, 0, sizeof *ds);
     hid_t fi = -1, fl = -1, di = -1, dl = -1, ti = -1, tl = -1, si = -1, sl = -1, mem = -1;
@@ -299,5 +343,21 @@ done:
         H5Fclose(fi);
     if (rc)
         alig_dataset_free(ds);
+    return rc;
+}
+
+int alig_dataset_load_hdf5(alig_dataset_t *ds, const char *images_path, const char *images_name,
+                           const char *labels_path, const char *labels_name, int nhwc,
+                           int64_t limit)
+{
+    /* every failure becomes one alig_fail message: libhdf5 prints nothing (a damaged
+     * file would otherwise add its error stack after ours), whatever handler was set
+     * before is restored */
+    H5E_auto2_t func = NULL;
+    void *data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &func, &data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    int rc = load_(ds, images_path, images_name, labels_path, labels_name, nhwc, limit);
+    H5Eset_auto2(H5E_DEFAULT, func, data);
     return rc;
 }

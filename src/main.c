@@ -7,6 +7,8 @@
 #include "alig/error.h"
 #include "alig/train.h"
 
+#include <hdf5.h>
+
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +119,9 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
 /* Rank 0 reads the file; every rank parses the same text. Collective. */
 static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
 {
+    /* first: main frees cfg->text on every path, also when the file cannot be read
+     * (an uninitialised pointer there crashed rank 1+ with a missing config file) */
+    alig_config_defaults(cfg);
     char *text = NULL;
     long long len = 0;
     int rc = ALIG_OK;
@@ -155,6 +160,14 @@ static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
 
 int main(int argc, char **argv)
 {
+    /* Issue #6: libhdf5 1.10 leaks internal free-list blocks when it meets corrupt
+     * metadata (a checksum error while loading an object header), although every
+     * handle we opened is closed (H5Fget_obj_count is 0 afterwards). Its atexit
+     * handler then cannot shut the library down and prints "HDF5: infinite loop
+     * closing library" after our own error line. Nothing is open at exit -- the
+     * checkpoint writer works on an in-memory image, the readers close every file --
+     * so skip that handler; the OS frees the memory. Must precede any HDF5 call. */
+    H5dont_atexit();
     alig_comm_t *comm = alig_comm_init_mpi(&argc, &argv);
     if (!comm) {
         fprintf(stderr, "alig-train: MPI initialisation failed\n");

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 static char path_[512];
 
@@ -134,6 +135,56 @@ START_TEST(idx_rejects_corrupt_gzip)
 }
 END_TEST
 
+/* Count the occurrences of needle in hay. */
+static int count_(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *q = strstr(hay, needle); q; q = strstr(q + 1, needle))
+        n++;
+    return n;
+}
+
+/* Issue #6: zlib puts the path in front of its reason; the message named the file twice
+ * ("f.gz: f.gz: incorrect data check"). A bad CRC in the gzip trailer, read by the IDX
+ * and the CIFAR reader: exactly "<path>: incorrect data check". */
+START_TEST(gzip_errors_name_the_file_once)
+{
+    uint8_t data[3073 * 2];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)(i * 31 + (i >> 3)) % 10; /* also valid CIFAR-10 labels */
+    uint32_t dims[1] = {1000};
+    const char *p = tmp_("crc.gz");
+    ck_assert_int_eq(test_write_idx(p, 1, dims, data, 1), 0);
+    FILE *f = fopen(p, "rb");
+    uint8_t buf[8192];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    buf[n - 8] ^= 0xff; /* the CRC-32 of the trailer */
+    test_write_bytes(p, buf, n);
+    char want[700];
+    snprintf(want, sizeof want, "%s: incorrect data check", p);
+    alig_idx_t idx;
+    ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_E_DATA);
+    ck_assert_str_eq(alig_error_message(), want);
+    ck_assert_int_eq(count_(alig_error_message(), p), 1);
+
+    /* CIFAR-10: two records, gzip-compressed, the same damage */
+    gzFile g = gzopen(p, "wb");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(gzwrite(g, data, sizeof data), (int)sizeof data);
+    ck_assert_int_eq(gzclose(g), Z_OK);
+    f = fopen(p, "rb");
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    buf[n - 8] ^= 0xff;
+    test_write_bytes(p, buf, n);
+    alig_dataset_t ds;
+    ck_assert_int_eq(alig_dataset_load_cifar(&ds, p, 10, 1, 0), ALIG_E_DATA);
+    ck_assert_str_eq(alig_error_message(), want);
+    remove(p);
+}
+END_TEST
+
 START_TEST(dataset_load_checks_counts_and_normalises)
 {
     const char *dir = test_tmpdir();
@@ -238,6 +289,7 @@ Suite *data_suite(void)
     tcase_add_test(tc, idx_reads_raw_and_gzip);
     tcase_add_test(tc, idx_rejects_malformed);
     tcase_add_test(tc, idx_rejects_corrupt_gzip);
+    tcase_add_test(tc, gzip_errors_name_the_file_once);
     tcase_add_test(tc, dataset_load_checks_counts_and_normalises);
     tcase_add_test(tc, batch_slices_partition_the_batch);
     tcase_add_test(tc, fashion_mnist_if_installed);

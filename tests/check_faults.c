@@ -4,9 +4,12 @@
  * code, the message (printed once) and that all ranks ended within a bound.
  *
  * Faults are injected with the trainer's test hook ALIG_TEST_FAULT
- * (KIND:STEP:RANK, see alig/train.h).
+ * (KIND:STEP:RANK, see alig/train.h). Also: damaged HDF5 metadata and the
+ * launch scripts' argument errors (issue #6).
  */
 #include "check_suites.h"
+
+#include <hdf5.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,6 +202,117 @@ START_TEST(ctrl_c_checkpoints_and_a_second_one_kills)
 }
 END_TEST
 
+/* Flip one byte inside the k-th HDF5 object header ("OHDR", the version 2 headers of
+ * HDF5 1.8+ files, which carry a checksum) of `path`: 0 is the root group, then the
+ * objects in the order they were created. */
+static void damage_object_header_(const char *path, int k)
+{
+    static unsigned char buf[1 << 20];
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    size_t at = 0;
+    int seen = -1;
+    for (size_t i = 0; i + 4 <= n && seen < k; i++)
+        if (memcmp(buf + i, "OHDR", 4) == 0 && ++seen == k)
+            at = i;
+    ck_assert_msg(seen == k && at + 12 < n, "%s: no object header %d", path, k);
+    buf[at + 10] ^= 0xff;
+    ck_assert_int_eq(test_write_bytes(path, buf, n), 0);
+}
+
+/* Issue #6: corrupt HDF5 metadata (a checkpoint's, a dataset's) is one error line and
+ * its exit code -- and libhdf5 prints nothing more: its atexit handler used to add
+ * "HDF5: infinite loop closing library" (it leaks internally on a metadata checksum
+ * error even though every handle is closed). */
+START_TEST(corrupt_hdf5_metadata_is_one_error_line)
+{
+    setup_();
+    char cmd[4096], ckpt[700], want[900];
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set run.max_steps=2 --set run.out_dir=%s/ck",
+             bin_(), cfg_, dir_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    snprintf(ckpt, sizeof ckpt, "%s/ck/ckpt-00000002.h5", dir_);
+    damage_object_header_(ckpt, 0); /* the root group, where the format attribute is */
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --resume %s --set run.out_dir=%s/ck2", bin_(),
+             cfg_, ckpt, dir_);
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 4, "exit %d:\n%s", rc, out_);
+    snprintf(want, sizeof want,
+             "alig-train: checkpoint error: %s: cannot read the format attribute: incorrect "
+             "metadata checksum",
+             ckpt);
+    ck_assert_msg(count_(out_, want) == 1, "%s", out_);
+    ck_assert_msg(!strstr(out_, "infinite loop") && !strstr(out_, "HDF5-DIAG"), "%s", out_);
+
+    /* an HDF5 dataset file (1.8+ format) whose images dataset has a damaged header */
+    char h5[700];
+    snprintf(h5, sizeof h5, "%s/d.h5", dir_);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_libver_bounds(fapl, H5F_LIBVER_LATEST, H5F_LIBVER_LATEST);
+    hid_t f = H5Fcreate(h5, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    ck_assert_int_ge(f, 0);
+    static uint8_t x[40 * 5 * 5];
+    int64_t y[40];
+    for (int i = 0; i < 40; i++)
+        y[i] = i % 4;
+    hsize_t dx[3] = {40, 5, 5}, dy[1] = {40};
+    const char *names[2] = {"images", "labels"};
+    for (int i = 0; i < 2; i++) {
+        hid_t sp = H5Screate_simple(i ? 1 : 3, i ? dy : dx, NULL);
+        hid_t d = H5Dcreate2(f, names[i], i ? H5T_STD_I64LE : H5T_STD_U8LE, sp, H5P_DEFAULT,
+                             H5P_DEFAULT, H5P_DEFAULT);
+        ck_assert_int_ge(d, 0);
+        ck_assert_int_ge(H5Dwrite(d, i ? H5T_NATIVE_INT64 : H5T_NATIVE_UINT8, H5S_ALL, H5S_ALL,
+                                  H5P_DEFAULT, i ? (void *)y : (void *)x),
+                         0);
+        H5Dclose(d);
+        H5Sclose(sp);
+    }
+    H5Fclose(f);
+    damage_object_header_(h5, 1); /* the images dataset */
+    snprintf(cmd, sizeof cmd,
+             "%s/alig-train %s --set data.format=hdf5 --set data.train_images=%s "
+             "--set data.train_labels=%s --set run.out_dir=%s/h5",
+             bin_(), cfg_, h5, h5, dir_);
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out_);
+    snprintf(want, sizeof want,
+             "alig-train: data error: %s: 'images' ([data] hdf5_images) cannot be opened as a "
+             "dataset (damaged file?)",
+             h5);
+    ck_assert_msg(count_(out_, want) == 1, "%s", out_);
+    ck_assert_msg(!strstr(out_, "infinite loop") && !strstr(out_, "HDF5-DIAG"), "%s", out_);
+}
+END_TEST
+
+/* Issue #6: `-np` without a number was a bash error ("$2: unbound variable"). */
+START_TEST(launch_scripts_want_a_rank_count_after_np)
+{
+    static const char *const cases[][2] = {
+        {"launch/run.sh -np", "launch/run.sh: -np needs a number of ranks >= 1, got ''"},
+        {"launch/run.sh -np two x.ini",
+         "launch/run.sh: -np needs a number of ranks >= 1, got 'two'"},
+        {"launch/run.sh -np 2", "launch/run.sh: no config file given"},
+        {"launch/run-until-done.sh -np",
+         "launch/run-until-done.sh: -np needs a number of ranks >= 1, got ''"},
+        {"launch/run-until-done.sh -np 2 --max-restarts",
+         "launch/run-until-done.sh: --max-restarts needs a number >= 0, got ''"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = test_run(cases[i][0], 30, out_, sizeof out_, NULL);
+        ck_assert_msg(rc == 2, "%s: exit %d:\n%s", cases[i][0], rc, out_);
+        ck_assert_msg(strncmp(out_, cases[i][1], strlen(cases[i][1])) == 0, "%s:\n%s",
+                      cases[i][0], out_);
+        ck_assert_msg(strstr(out_, "usage:") && !strstr(out_, "unbound variable"), "%s:\n%s",
+                      cases[i][0], out_);
+    }
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -212,6 +326,8 @@ Suite *faults_suite(void)
     tcase_add_test(tc, outputs_must_match_the_classes);
     tcase_add_test(tc, second_job_in_the_same_run_directory_is_refused);
     tcase_add_test(tc, ctrl_c_checkpoints_and_a_second_one_kills);
+    tcase_add_test(tc, corrupt_hdf5_metadata_is_one_error_line);
+    tcase_add_test(tc, launch_scripts_want_a_rank_count_after_np);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -43,6 +43,19 @@ int test_write_bytes(const char *path, const void *data, size_t n);
 int test_make_dataset(const char *dir, const char *prefix, int n, int h, int w, int classes,
                       unsigned seed);
 
+/*
+ * HDF5 identifiers left open by the code under test: test_h5_mark before it,
+ * test_h5_left_open after. Counts the dataspace, datatype and property-list
+ * identifiers created in between that are still valid (identifiers of a kind
+ * are numbered in sequence), and the objects of every file still open; their
+ * kinds go to `what`. 0 when everything was closed.
+ */
+typedef struct {
+    int64_t first[3];
+} test_h5_mark_t;
+void test_h5_mark(test_h5_mark_t *m);
+int test_h5_left_open(const test_h5_mark_t *m, char *what, size_t size);
+
 /* The mpirun prefix for np ranks ("mpirun [--allow-run-as-root] --oversubscribe -np N"). */
 void test_mpirun(char *buf, size_t size, int np);
 
