@@ -12,12 +12,19 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 np=2
-if [ "${1:-}" = "-np" ]; then np=$2; shift 2; fi
+if [ "${1:-}" = "-np" ]; then
+    if ! [[ "${2:-}" =~ ^[1-9][0-9]*$ ]]; then
+        echo "launch/compare-optimizers.sh: -np needs a number of ranks >= 1, got '${2:-}'" >&2
+        exit 2
+    fi
+    np=$2
+    shift 2
+fi
 out=${1:-runs/compare}
 cfg=$here/fashion-mnist-mlp.ini
 run() { # name --set...
     local name=$1; shift
-    rm -rf "$out/$name"
+    rm -rf "${out:?}/$name"
     "$here/run.sh" -np "$np" "$cfg" --set "run.out_dir=$out/$name" --set checkpoint.resume=never "$@" \
         | tee "$out/$name.log" | grep -E '^epoch' || true
 }

@@ -27,17 +27,24 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 np=2
 max_restarts=10
+usage() { # message
+    echo "launch/run-until-done.sh: $1" >&2
+    echo "usage: launch/run-until-done.sh [-np N] [--max-restarts R] CONFIG.ini [alig-train options...]" >&2
+    sed -n '7,13p' "$0" >&2
+    exit 2
+}
 while [ $# -gt 0 ]; do
     case $1 in
-    -np) np=$2; shift 2 ;;
-    --max-restarts) max_restarts=$2; shift 2 ;;
+    -np)
+        [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || usage "-np needs a number of ranks >= 1, got '${2:-}'"
+        np=$2; shift 2 ;;
+    --max-restarts)
+        [[ "${2:-}" =~ ^[0-9]+$ ]] || usage "--max-restarts needs a number >= 0, got '${2:-}'"
+        max_restarts=$2; shift 2 ;;
     *) break ;;
     esac
 done
-if [ $# -lt 1 ]; then
-    sed -n '2,12p' "$0" >&2
-    exit 2
-fi
+[ $# -ge 1 ] || usage "no config file given"
 bin=${ALIG_TRAIN:-$here/bin/alig-train}
 extra=()
 [ "$(id -u)" -eq 0 ] && extra+=(--allow-run-as-root)

@@ -41,7 +41,7 @@ for mode in strong weak; do
         prof=$(awk '/^profile/ {ms=$2; for (i=1;i<=NF;i++) if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}} END {print ms p}' "$log")
         [ -n "$base" ] || base=$sps
         # strong: speedup = rate/rate1, efficiency = speedup/p; weak: the same, per-rank work fixed
-        awk -v m=$mode -v p=$p -v gb=$gb -v s="$sps" -v b="$base" -v pr="$prof" \
+        awk -v m="$mode" -v p="$p" -v gb="$gb" -v s="$sps" -v b="$base" -v pr="$prof" \
             'BEGIN {printf "%s,%d,%d,%.1f,%.3f,%.3f,%s\n", m, p, gb, s, s/b, s/b/p, pr}' >> "$csv"
     done
 done

@@ -64,23 +64,25 @@ for model in ${BENCH_MODELS:-mlp cnn}; do
             2cores) cands=("2 1" "1 2" "2 2") ;;
             2ranks) cands=("1 1") ;;
         esac
-        best_c= best_v=0
+        best_c="" best_v=0
         for c in "${cands[@]}"; do # pick PyTorch's best setting with one short run each
-            v=$(torch_run $model $setting $c)
+            read -r th bl <<< "$c"
+            v=$(torch_run "$model" "$setting" "$th" "$bl")
             if awk -v a="$v" -v b="$best_v" 'BEGIN {exit !(a > b)}'; then best_v=$v best_c=$c; fi
         done
         a=() t=()
         for ((r = 0; r < reps; r++)); do # alternate the two trainers
-            a+=("$(alig_run $model $setting)")
-            t+=("$(torch_run $model $setting $best_c)")
+            read -r th bl <<< "$best_c"
+            a+=("$(alig_run "$model" "$setting")")
+            t+=("$(torch_run "$model" "$setting" "$th" "$bl")")
         done
         am=$(printf '%s\n' "${a[@]}" | median)
         tm=$(printf '%s\n' "${t[@]}" | median)
-        gthreads=1; [ $setting = 2cores ] && gthreads=2
-        gbatch=128; [ $setting = 2ranks ] && gbatch=64
+        gthreads=1; [ "$setting" = 2cores ] && gthreads=2
+        gbatch=128; [ "$setting" = 2ranks ] && gbatch=64
         gl=$("$build/tests/gemm_limit" "${spec[$model]}" 1 28 28 $gbatch $gthreads 5 | awk '{print $3}')
-        [ $setting = 2ranks ] && gl=$(awk -v g="$gl" 'BEGIN {print 2*g}')
-        printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %s\n' $model $setting "$am" "$tm" \
+        [ "$setting" = 2ranks ] && gl=$(awk -v g="$gl" 'BEGIN {print 2*g}')
+        printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %s\n' "$model" "$setting" "$am" "$tm" \
             "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
             "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
         grep -h "^profile" "$out/alig-$model-$setting.log" | sed 's/^/    /' || true
