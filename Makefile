@@ -14,7 +14,8 @@
 # Knobs: SAN=1 (sanitizer build in build-san/), NP=2 (ranks for `make run`),
 #        CONFIG=launch/fashion-mnist-mlp.ini, PREFIX=/usr/local, NO_DEPS=1
 #        (skip the package check), BUILD=dir and BIN=dir (where objects and
-#        binaries go; bin/alig-train by default).
+#        binaries go; bin/alig-train by default), FUZZ_BUILD=dir (the fuzz
+#        targets, their corpora and crashes; build-fuzz/ by default).
 
 CC      := mpicc
 PREFIX  ?= /usr/local
@@ -119,21 +120,24 @@ reference:
 	    "python3-torch and python3-h5py: apt-get install python3-torch python3-h5py"; exit 1; }
 	/usr/bin/python3 tests/reference/gen_reference.py
 
-# Fuzzing: clang's libFuzzer with ASan+UBSan over the parsers (no MPI needed).
+# Fuzzing: clang's libFuzzer with ASan+UBSan over the parsers (no MPI needed);
+# fuzz_hdf5 is structured (it builds valid HDF5 files): docs/testing.md.
 FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB_SRC := src/config.c src/data.c src/data_cifar.c src/error.c src/rng.c
-FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build-fuzz/%)
+FUZZ_LIB_SRC := src/config.c src/model_spec.c src/data.c src/data_cifar.c src/data_hdf5.c src/error.c \
+                src/rng.c
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 fuzz:
 	@[ "$(NO_DEPS)" = 1 ] || launch/install-deps.sh --fuzz
 	@$(MAKE) --no-print-directory fuzz-build
-	tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
+	ALIG_FUZZ_BUILD=$(FUZZ_BUILD) tests/fuzz/run-fuzz.sh $(FUZZ_SECONDS)
 
 fuzz-build: $(FUZZ_BIN)
 
-build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard include/alig/*.h src/*.h)
-	@mkdir -p build-fuzz
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRC) $(wildcard include/alig/*.h src/*.h)
+	@mkdir -p $(FUZZ_BUILD)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 	    $(PKG_CFLAGS) $< $(FUZZ_LIB_SRC) $(PKG_LIBS) -lm -o $@
 
