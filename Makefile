@@ -12,6 +12,7 @@
 #   make clean
 #
 # Knobs: SAN=1 (sanitizer build in build-san/), NP=2 (ranks for `make run`),
+#        ARGS="--set run.max_steps=100" (alig-train options for `make run`),
 #        CONFIG=launch/fashion-mnist-mlp.ini, PREFIX=/usr/local, NO_DEPS=1
 #        (skip the package check), BUILD=dir and BIN=dir (where objects and
 #        binaries go; bin/alig-train by default), FUZZ_BUILD=dir (the fuzz
@@ -103,7 +104,7 @@ bench: deps
 
 run: deps
 	@$(MAKE) --no-print-directory build
-	launch/run.sh -np $(NP) $(CONFIG)
+	launch/run.sh -np $(NP) $(CONFIG) $(ARGS)
 
 # The test suite. tests/run-tests.sh finds the binaries through these variables.
 check: deps

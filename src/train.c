@@ -113,12 +113,13 @@ static int build_model_(alig_trainer_t *t)
     /* more outputs than classes: a layer list that does not end where the data needs */
     int classes = t->train.n_classes > t->test.n_classes ? t->train.n_classes : t->test.n_classes;
     if (t->model.n_classes != classes)
-        return alig_fail(ALIG_E_CONFIG,
-                         "[model] layers: the network ends with %d outputs (last layer %s) but "
-                         "the data has %d classes (largest label %d in %s); end the list with "
-                         "'dense %d'",
-                         t->model.n_classes, t->model.layers[t->model.n_layers - 1].name, classes,
-                         classes - 1, files[0], classes);
+        return model_error_(
+            cfg, alig_fail(ALIG_E_CONFIG,
+                           "[model] layers: the network ends with %d outputs (last layer %s) but "
+                           "the data has %d classes (largest label %d in %s); end the list with "
+                           "'dense %d'",
+                           t->model.n_classes, t->model.layers[t->model.n_layers - 1].name,
+                           classes, classes - 1, files[0], classes));
     alig_model_init_params(&t->model, cfg->seed, cfg->init);
     if (cfg->ckpt_init[0]) { /* [checkpoint] init = PATH replaces the seeded values */
         rc = alig_ckpt_load_params(&t->model, cfg->ckpt_init);

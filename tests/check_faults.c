@@ -202,6 +202,39 @@ START_TEST(ctrl_c_checkpoints_and_a_second_one_kills)
 }
 END_TEST
 
+/* Found by a new-user trial: Ctrl-C (SIGINT to the process group) or SIGTERM to a job
+ * started with launch/run.sh ended with mpirun's exit code 1, although the ranks had
+ * checkpointed and printed "exit 75". run.sh now passes the signal on as SIGUSR1, which
+ * mpirun forwards; the job, and the script, exit 75. */
+START_TEST(run_sh_passes_a_stop_signal_on_and_exits_75)
+{
+    setup_();
+    const char *sig[2] = {"INT", "TERM"};
+    for (int i = 0; i < 2; i++) {
+        char cmd[4096];
+        /* INT to the whole process group, as a terminal's Ctrl-C; TERM to the script */
+        /* (a background job starts with SIGINT ignored, which a shell cannot undo: env
+         * restores it; if the job outlives 40 s its ranks are killed by their run
+         * directory's name, since mpirun runs in a session of its own) */
+        snprintf(cmd, sizeof cmd,
+                 "ALIG_TRAIN=%s/alig-train setsid env --default-signal=INT launch/run.sh -np 2 %s "
+                 "--set run.epochs=100000 --set run.out_dir=%s/rs%d > %s/rs%d.log 2>&1 & p=$!; "
+                 "for k in $(seq 200); do grep -q '^batch' %s/rs%d.log && break; sleep 0.1; "
+                 "done; sleep 1; kill -%s %s$p; for k in $(seq 400); do kill -0 $p 2>/dev/null "
+                 "|| break; sleep 0.1; done; kill -0 $p 2>/dev/null && pkill -KILL -f "
+                 "'^[^ ]*alig-train .*out_dir=%s/rs%d'; wait $p; rc=$?; "
+                 "grep -a stopped %s/rs%d.log; exit $rc",
+                 bin_(), cfg_, dir_, i, dir_, i, dir_, i, sig[i], i == 0 ? "-" : "", dir_, i,
+                 dir_, i);
+        double elapsed;
+        int rc = test_run(cmd, 90, out_, sizeof out_, &elapsed);
+        ck_assert_msg(rc == 75, "SIG%s: exit %d:\n%.2000s", sig[i], rc, out_);
+        ck_assert_msg(strstr(out_, "stopped by a signal at step") != NULL, "%.2000s", out_);
+        ck_assert_msg(elapsed < 60, "took %.1f s", elapsed);
+    }
+}
+END_TEST
+
 /* Flip one byte inside the k-th HDF5 object header ("OHDR", the version 2 headers of
  * HDF5 1.8+ files, which carry a checksum) of `path`: 0 is the root group, then the
  * objects in the order they were created. */
@@ -326,6 +359,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, outputs_must_match_the_classes);
     tcase_add_test(tc, second_job_in_the_same_run_directory_is_refused);
     tcase_add_test(tc, ctrl_c_checkpoints_and_a_second_one_kills);
+    tcase_add_test(tc, run_sh_passes_a_stop_signal_on_and_exits_75);
     tcase_add_test(tc, corrupt_hdf5_metadata_is_one_error_line);
     tcase_add_test(tc, launch_scripts_want_a_rank_count_after_np);
     suite_add_tcase(s, tc);

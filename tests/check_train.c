@@ -194,6 +194,14 @@ START_TEST(a_model_that_does_not_fit_names_where_it_was_set)
     ck_assert_msg(strncmp(alig_error_message(), "--set model.layers: ", 20) == 0, "%s",
                   alig_error_message());
     alig_trainer_free(&t);
+    /* more outputs than the 3 classes: found after the labels are read, named the same way */
+    ck_assert_int_eq(alig_config_set(&cfg, "model.layers=dense 8, relu, dense 5"), ALIG_OK);
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_CONFIG);
+    ck_assert_msg(strncmp(alig_error_message(),
+                          "--set model.layers: [model] layers: the network ends with 5 outputs",
+                          67) == 0,
+                  "%s", alig_error_message());
+    alig_trainer_free(&t);
     alig_comm_finalize(comm);
     remove_files_(&cfg);
     alig_config_free(&cfg);
