@@ -285,6 +285,15 @@ static void conv_backward_(const alig_model_t *m, const alig_layer_t *l, const f
 /* ------------------------------------------------------------------------ */
 /* pooling */
 
+/* Input rows (or columns) [*lo, *hi) of pooling window o: stride st, padding p, size k,
+ * clipped to the n real ones (padding is never part of a window's pixels). */
+static inline void window_(int o, int st, int p, int k, int n, int *lo, int *hi)
+{
+    int a = o * st - p, b = a + k;
+    *lo = a < 0 ? 0 : a;
+    *hi = b > n ? n : b;
+}
+
 /* The common 2x2, stride 2, unpadded max pool without the general window bookkeeping. */
 static void maxpool2_forward_(const alig_layer_t *l, const float *in, float *out, int32_t *arg,
                               int64_t n)
@@ -333,17 +342,11 @@ static void maxpool_forward_(const alig_layer_t *l, const float *in, float *out,
             float *y = out + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
             int32_t *a = arg + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
             for (int oy = 0; oy < l->out_h; oy++) {
-                int y0 = oy * st - p, y1 = y0 + k;
-                if (y0 < 0)
-                    y0 = 0;
-                if (y1 > h)
-                    y1 = h;
+                int y0, y1;
+                window_(oy, st, p, k, h, &y0, &y1);
                 for (int ox = 0; ox < l->out_w; ox++) {
-                    int x0 = ox * st - p, x1 = x0 + k;
-                    if (x0 < 0)
-                        x0 = 0;
-                    if (x1 > w)
-                        x1 = w;
+                    int x0, x1;
+                    window_(ox, st, p, k, w, &x0, &x1);
                     /* pad <= k/2 (checked by the parser) leaves every window a real pixel */
                     int best = y0 * w + x0;
                     float v = x[best];
@@ -416,13 +419,11 @@ static void avgpool_forward_(const alig_layer_t *l, const float *in, float *out,
             const float *x = in + s * l->in_dim + (int64_t)c * h * w;
             float *y = out + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
             for (int oy = 0; oy < l->out_h; oy++) {
-                int y0 = oy * st - p, y1 = y0 + k;
-                y0 = y0 < 0 ? 0 : y0;
-                y1 = y1 > h ? h : y1;
+                int y0, y1;
+                window_(oy, st, p, k, h, &y0, &y1);
                 for (int ox = 0; ox < l->out_w; ox++) {
-                    int x0 = ox * st - p, x1 = x0 + k;
-                    x0 = x0 < 0 ? 0 : x0;
-                    x1 = x1 > w ? w : x1;
+                    int x0, x1;
+                    window_(ox, st, p, k, w, &x0, &x1);
                     float sum = 0.0f;
                     for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++)
@@ -445,13 +446,11 @@ static void avgpool_backward_(const alig_layer_t *l, const float *dout, float *d
             float *dx = din + s * l->in_dim + (int64_t)c * h * w;
             const float *dy = dout + s * l->out_dim + (int64_t)c * l->out_h * l->out_w;
             for (int oy = 0; oy < l->out_h; oy++) {
-                int y0 = oy * st - p, y1 = y0 + k;
-                y0 = y0 < 0 ? 0 : y0;
-                y1 = y1 > h ? h : y1;
+                int y0, y1;
+                window_(oy, st, p, k, h, &y0, &y1);
                 for (int ox = 0; ox < l->out_w; ox++) {
-                    int x0 = ox * st - p, x1 = x0 + k;
-                    x0 = x0 < 0 ? 0 : x0;
-                    x1 = x1 > w ? w : x1;
+                    int x0, x1;
+                    window_(ox, st, p, k, w, &x0, &x1);
                     float g = dy[oy * l->out_w + ox] * scale;
                     for (int iy = y0; iy < y1; iy++)
                         for (int ix = x0; ix < x1; ix++)

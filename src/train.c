@@ -262,9 +262,9 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
      * DDP without SyncBatchNorm); they ride after the tail and are averaged over the
      * ranks that had samples (ranks >= n when n < world had none), so every rank, and
      * every checkpoint, holds the same values */
-    int world = alig_comm_size(t->comm);
+    int world = alig_comm_size(t->comm), reduce = world > 1;
     float *state_sum = tail + ALIG_REDUCE_TAIL;
-    if (m->n_state > 0 && world > 1) {
+    if (m->n_state > 0 && reduce) {
         if (local > 0)
             memcpy(state_sum, m->state, sizeof(float) * (size_t)m->n_state);
         else
@@ -273,7 +273,6 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
 
     /* backward; with [run] overlap the buckets' reductions start as their layers finish,
      * otherwise the same reductions start after it: the same sums either way */
-    int reduce = world > 1;
     t->next_bucket = 0;
     m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
     m->grads_ready_ctx = t;
@@ -283,7 +282,7 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
         grads_ready_(t, 0);
         alig_comm_wait_all(t->comm);
     }
-    if (m->n_state > 0 && world > 1) {
+    if (m->n_state > 0 && reduce) {
         float inv = 1.0f / (float)(n < world ? n : world);
         for (int64_t i = 0; i < m->n_state; i++)
             m->state[i] = state_sum[i] * inv;
