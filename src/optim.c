@@ -3,16 +3,21 @@
  *
  * Everything here is a pure function of (w, v, g, loss, options), computed
  * in a fixed order, so ranks holding identical inputs stay bitwise identical.
+ * Passes over the whole buffer go block by block (ALIG_BLOCK), so they can
+ * be shared among threads without changing a bit of the result.
  */
 #include "alig/optim.h"
+#include "alig/data.h"
 #include "alig/error.h"
 #include "optim-impl.h"
+#include "pool-impl.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-static void alig_apply_(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma);
+static void alig_apply_(const alig_optim_t *o, float *w, const float *g, float g_scale,
+                        double gamma, int64_t lo, int64_t hi);
 
 int alig_optim_init(alig_optim_t *o, const alig_optim_opts_t *opts, int64_t n)
 {
@@ -30,6 +35,9 @@ int alig_optim_init(alig_optim_t *o, const alig_optim_opts_t *opts, int64_t n)
         if (!o->s)
             return ALIG_E_MEMORY;
     }
+    o->partials = alig_calloc((size_t)alig_n_blocks(n) + 1, sizeof(double), "block sums");
+    if (!o->partials)
+        return ALIG_E_MEMORY;
     return ALIG_OK;
 }
 
@@ -37,12 +45,15 @@ void alig_optim_free(alig_optim_t *o)
 {
     free(o->v);
     free(o->s);
+    free(o->partials);
     memset(o, 0, sizeof *o);
 }
 
-double alig_norm2(const float *x, int64_t n)
+void alig_optim_set_pool(alig_optim_t *o, struct alig_pool *pool) { o->pool = pool; }
+
+/* ||x||^2 of one block: four partial sums let the compiler vectorise without reassociating */
+static double norm2_flat_(const float *x, int64_t n)
 {
-    /* four partial sums let the compiler vectorise without reassociating */
     double s[4] = {0, 0, 0, 0};
     int64_t i = 0;
     for (; i + 4 <= n; i += 4)
@@ -51,6 +62,14 @@ double alig_norm2(const float *x, int64_t n)
     for (; i < n; i++)
         s[0] += (double)x[i] * (double)x[i];
     return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+double alig_norm2(const float *x, int64_t n)
+{
+    double s = 0.0;
+    for (int64_t lo = 0; lo < n; lo += ALIG_BLOCK)
+        s += norm2_flat_(x + lo, n - lo < ALIG_BLOCK ? n - lo : ALIG_BLOCK);
+    return s;
 }
 
 double alig_step_size(const alig_optim_opts_t *opts, double loss, double grad_norm2,
@@ -73,33 +92,101 @@ double alig_step_size(const alig_optim_opts_t *opts, double loss, double grad_no
     return step;
 }
 
+static void scale_(float *w, int64_t n, float s)
+{
+    for (int64_t i = 0; i < n; i++)
+        w[i] *= s;
+}
+
 double alig_project(float *w, int64_t n, double max_norm)
 {
     double norm = sqrt(alig_norm2(w, n));
-    if (norm > max_norm) {
-        float s = (float)(max_norm / norm);
-        for (int64_t i = 0; i < n; i++)
-            w[i] *= s;
-    }
+    if (norm > max_norm)
+        scale_(w, n, (float)(max_norm / norm));
     return norm;
+}
+
+/* The update of elements [lo, hi) for step size (or learning rate) gamma. */
+static void update_(const alig_optim_t *o, float *w, const float *g, float g_scale, double gamma,
+                    int64_t lo, int64_t hi)
+{
+    const alig_optim_opts_t *p = &o->opts;
+    if (p->kind == ALIG_OPT_SGD)
+        alig_sgd_apply_(w + lo, g + lo, g_scale, o->v ? o->v + lo : NULL, hi - lo, (float)gamma,
+                        (float)p->momentum, p->nesterov, (float)p->weight_decay);
+    else if (p->kind == ALIG_OPT_ADAM || p->kind == ALIG_OPT_ADAMW)
+        alig_adam_apply_(w + lo, g + lo, g_scale, o->v + lo, o->s + lo, hi - lo, o->t,
+                         (float)gamma, (float)p->beta1, (float)p->beta2, (float)p->eps,
+                         (float)p->weight_decay, p->kind == ALIG_OPT_ADAMW);
+    else
+        alig_apply_(o, w, g, g_scale, gamma, lo, hi);
+}
+
+/* One blocked pass, for alig_pool_run: each thread takes a contiguous run of blocks. */
+enum { PASS_NORM, PASS_UPDATE, PASS_SCALE };
+struct pass_ {
+    alig_optim_t *o;
+    int what;
+    float *w;
+    const float *x; /* PASS_NORM: the vector; PASS_UPDATE: the gradient */
+    float g_scale, scale;
+    double gamma;
+    int norm_w;     /* PASS_UPDATE: also the block sums of the updated w's squares */
+};
+
+static void pass_(void *ctx, int tid, int n_threads)
+{
+    const struct pass_ *a = ctx;
+    alig_optim_t *o = a->o;
+    int64_t b0, b1;
+    alig_batch_slice(alig_n_blocks(o->n), tid, n_threads, &b0, &b1);
+    for (int64_t b = b0; b < b1; b++) {
+        int64_t lo = b * ALIG_BLOCK, hi = lo + ALIG_BLOCK < o->n ? lo + ALIG_BLOCK : o->n;
+        if (a->what == PASS_NORM) {
+            o->partials[b] = norm2_flat_(a->x + lo, hi - lo);
+        } else if (a->what == PASS_UPDATE) {
+            update_(o, a->w, a->x, a->g_scale, a->gamma, lo, hi);
+            if (a->norm_w) /* while the block is still in cache */
+                o->partials[b] = norm2_flat_(a->w + lo, hi - lo);
+        } else {
+            scale_(a->w + lo, hi - lo, a->scale);
+        }
+    }
+}
+
+/* Sum of the block sums, in block order. */
+static double sum_partials_(const alig_optim_t *o)
+{
+    double s = 0.0;
+    for (int64_t b = 0; b < alig_n_blocks(o->n); b++)
+        s += o->partials[b];
+    return s;
+}
+
+double alig_optim_norm2(alig_optim_t *o, const float *g)
+{
+    struct pass_ a = {.o = o, .what = PASS_NORM, .x = g};
+    alig_pool_run(o->pool, pass_, &a);
+    return sum_partials_(o);
 }
 
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)
 {
     const alig_optim_opts_t *p = &o->opts;
-    if (p->kind == ALIG_OPT_SGD) {
-        alig_sgd_apply_(w, g, g_scale, o->v, o->n, (float)gamma_d, (float)p->momentum,
-                        p->nesterov, (float)p->weight_decay);
-    } else if (p->kind == ALIG_OPT_ADAM || p->kind == ALIG_OPT_ADAMW) {
+    if (p->kind == ALIG_OPT_ADAM || p->kind == ALIG_OPT_ADAMW)
         o->t++;
-        alig_adam_apply_(w, g, g_scale, o->v, o->s, o->n, o->t, (float)gamma_d, (float)p->beta1,
-                         (float)p->beta2, (float)p->eps, (float)p->weight_decay,
-                         p->kind == ALIG_OPT_ADAMW);
-    } else {
-        alig_apply_(o, w, g, g_scale, gamma_d);
+    struct pass_ a = {.o = o, .what = PASS_UPDATE, .w = w, .x = g, .g_scale = g_scale,
+                      .gamma = gamma_d, .norm_w = isfinite(p->max_norm)};
+    alig_pool_run(o->pool, pass_, &a);
+    if (!a.norm_w)
+        return;
+    /* the projection, from the norm the update pass summed (= alig_project's) */
+    double norm = sqrt(sum_partials_(o));
+    if (norm > p->max_norm) {
+        a.what = PASS_SCALE;
+        a.scale = (float)(p->max_norm / norm);
+        alig_pool_run(o->pool, pass_, &a);
     }
-    if (isfinite(p->max_norm))
-        alig_project(w, o->n, p->max_norm);
 }
 
 double alig_optim_lr(const alig_optim_t *o, int64_t epoch, int64_t step)
@@ -119,28 +206,28 @@ const char *alig_optim_name(int kind)
     }
 }
 
-/* The ALI-G update for step size gamma. */
-static void alig_apply_(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)
+/* The ALI-G update of elements [lo, hi) for step size gamma. */
+static void alig_apply_(const alig_optim_t *o, float *w, const float *g, float g_scale,
+                        double gamma_d, int64_t lo, int64_t hi)
 {
     /* g_scale folds the division by the sample count into this pass */
     float gamma = (float)gamma_d;
     float mu = (float)o->opts.momentum;
-    int64_t n = o->n;
     float *v = o->v;
     if (!v) {
         float gs = gamma * g_scale;
-        for (int64_t i = 0; i < n; i++)
+        for (int64_t i = lo; i < hi; i++)
             w[i] -= gs * g[i];
     } else if (!o->opts.adjusted) {
         float gs = gamma * g_scale;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             float gi = gs * g[i];
             v[i] = mu * v[i] - gi;
             w[i] = (w[i] - gi) + mu * v[i];
         }
     } else {
         float gm = gamma * mu, gs = gamma * g_scale;
-        for (int64_t i = 0; i < n; i++) {
+        for (int64_t i = lo; i < hi; i++) {
             v[i] = mu * v[i] - g_scale * g[i];
             w[i] = (w[i] - gs * g[i]) + gm * v[i];
         }
@@ -153,6 +240,6 @@ void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
     alig_step_info_t local;
     if (!info)
         info = &local;
-    double gamma = alig_step_size(&o->opts, loss, alig_norm2(g, o->n), info);
+    double gamma = alig_step_size(&o->opts, loss, alig_optim_norm2(o, g), info);
     alig_optim_apply(o, w, g, 1.0f, gamma);
 }

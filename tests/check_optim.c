@@ -7,9 +7,13 @@
  */
 #include "check_suites.h"
 
+#include "alig/error.h"
 #include "alig/optim.h"
+#include "pool-impl.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define TOL 1e-6
 
@@ -289,6 +293,83 @@ START_TEST(learning_rate_schedules)
 }
 END_TEST
 
+/* Every thread of a team runs the function once per run, with its own tid. */
+static void count_tid_(void *ctx, int tid, int n)
+{
+    int *hits = ctx;
+    __atomic_fetch_add(&hits[tid * n], 1, __ATOMIC_RELAXED); /* n: spreads the counters */
+}
+
+START_TEST(pool_runs_every_thread_once)
+{
+    int n = 4, hits[16] = {0};
+    alig_pool_t *pool = alig_pool_create(n);
+    ck_assert_ptr_nonnull(pool);
+    ck_assert_int_eq(alig_pool_size(pool), n);
+    for (int r = 0; r < 200; r++)
+        alig_pool_run(pool, count_tid_, hits);
+    for (int tid = 0; tid < n; tid++)
+        ck_assert_int_eq(hits[tid * n], 200);
+    alig_pool_free(pool);
+}
+END_TEST
+
+/*
+ * The optimizer's passes shared among 3 threads give the same bits as one
+ * thread, for every optimizer, with the projection active: updates are per
+ * element and the two norms (gradient, projected weights) are summed block
+ * by block in block order. n spans 7 full blocks and a partial one, split
+ * 3, 3, 2 over the threads: norms summed per thread and then added
+ * ((B0+B1+B2) + (B3+B4+B5) + (B6+B7)) would differ in the last bits from
+ * the one-thread sum, and ranks with different thread counts could drift
+ * apart.
+ */
+START_TEST(threaded_passes_give_the_same_bits)
+{
+    const int64_t n = 7 * ALIG_BLOCK + 123;
+    float *w1 = malloc(sizeof(float) * n), *w3 = malloc(sizeof(float) * n);
+    float *g = malloc(sizeof(float) * n);
+    uint32_t x = 12345;
+    for (int64_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        w1[i] = w3[i] = (float)((x >> 8) & 0xffff) / 65536.0f - 0.5f;
+        g[i] = (float)((x >> 4) & 0xfff) / 4096.0f - 0.4f;
+    }
+    alig_pool_t *pool = alig_pool_create(3);
+    int kinds[] = {ALIG_OPT_ALIG, ALIG_OPT_ALIG, ALIG_OPT_SGD, ALIG_OPT_ADAM, ALIG_OPT_ADAMW};
+    for (int c = 0; c < 5; c++) {
+        alig_optim_opts_t o = opts_(0.5, 0.9, c == 1, 20.0); /* ||w|| ~ 98 before: projected */
+        o.kind = kinds[c];
+        o.lr = 0.01;
+        o.weight_decay = 1e-3;
+        o.nesterov = 1;
+        o.beta1 = 0.9;
+        o.beta2 = 0.999;
+        o.eps = 1e-8;
+        alig_optim_t a, b;
+        ck_assert_int_eq(alig_optim_init(&a, &o, n), ALIG_OK);
+        ck_assert_int_eq(alig_optim_init(&b, &o, n), ALIG_OK);
+        alig_optim_set_pool(&b, pool);
+        double na = alig_norm2(g, n), nb = alig_optim_norm2(&b, g);
+        ck_assert_msg(memcmp(&na, &nb, sizeof na) == 0, "norm2 %.17g vs %.17g", na, nb);
+        for (int step = 0; step < 3; step++) {
+            alig_optim_apply(&a, w1, g, 0.5f, 0.1);
+            alig_optim_apply(&b, w3, g, 0.5f, 0.1);
+        }
+        ck_assert_msg(memcmp(w1, w3, sizeof(float) * n) == 0, "kind %d: weights differ", c);
+        ck_assert_msg(memcmp(a.v, b.v, sizeof(float) * n) == 0, "kind %d: momentum differs", c);
+        /* and the projection held: ||w|| <= 20 up to float rounding */
+        ck_assert_double_le(sqrt(alig_norm2(w3, n)), 20.0 * (1 + 1e-6));
+        alig_optim_free(&a);
+        alig_optim_free(&b);
+    }
+    alig_pool_free(pool);
+    free(w1);
+    free(w3);
+    free(g);
+}
+END_TEST
+
 Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -304,6 +385,8 @@ Suite *optim_suite(void)
     tcase_add_test(tc, sgd_nesterov_and_gradient_scale);
     tcase_add_test(tc, adam_and_adamw_two_steps);
     tcase_add_test(tc, learning_rate_schedules);
+    tcase_add_test(tc, pool_runs_every_thread_once);
+    tcase_add_test(tc, threaded_passes_give_the_same_bits);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -50,6 +50,8 @@ typedef struct {
                         * start; NULL when not needed */
     float *s;          /* (n) Adam's second moment; NULL otherwise */
     int64_t t;         /* Adam: steps taken (bias correction) */
+    double *partials;  /* (alig_n_blocks(n)) per-block sums of the blocked passes */
+    struct alig_pool *pool; /* NULL: one thread; else the passes are shared by its threads */
 } alig_optim_t;
 
 /* What one step did (identical on every rank). */
@@ -69,8 +71,20 @@ void alig_optim_free(alig_optim_t *o);
 double alig_step_size(const alig_optim_opts_t *opts, double loss, double grad_norm2,
                       alig_step_info_t *info);
 
-/* ||x||^2 of n floats, accumulated in double in a fixed order. */
+/*
+ * Long passes work in blocks of ALIG_BLOCK elements: a block's sum is
+ * accumulated in double in a fixed order, and block sums are added in
+ * block order. So a sum does not depend on how the blocks are shared among
+ * threads, and every rank gets the same bits whatever its thread count.
+ */
+#define ALIG_BLOCK 16384
+static inline int64_t alig_n_blocks(int64_t n) { return (n + ALIG_BLOCK - 1) / ALIG_BLOCK; }
+
+/* ||x||^2 of n floats, block by block as above. */
 double alig_norm2(const float *x, int64_t n);
+
+/* The same value as alig_norm2(g, o->n), its blocks shared by o->pool's threads. */
+double alig_optim_norm2(alig_optim_t *o, const float *g);
 
 /*
  * One ALI-G step on w (n) with the mean gradient g (n) and mean loss;
@@ -86,6 +100,13 @@ void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
  * SUMS and 1/count, saving a pass over the buffer); then the projection.
  */
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma);
+
+/*
+ * Share the passes of alig_optim_apply and alig_optim_norm2 among the
+ * threads of `pool` (NULL: the caller's thread only). The results are the
+ * same bits either way: updates are per element and sums are blocked.
+ */
+void alig_optim_set_pool(alig_optim_t *o, struct alig_pool *pool);
 
 /* A baseline's learning rate at (0-based epoch, 0-based global step). */
 double alig_optim_lr(const alig_optim_t *o, int64_t epoch, int64_t step);
