@@ -241,6 +241,8 @@ int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why
     return threads;
 }
 
+void alig_comm_set_blas_threads(int n) { openblas_set_num_threads(n); }
+
 double alig_time(void)
 {
     struct timespec ts;

@@ -89,6 +89,7 @@ static const char *const optimizers[] = {"alig", "sgd", "adam", "adamw", NULL};
 static const char *const schedules[] = {"none", "step", "cosine", NULL};
 static const char *const momentum_types[] = {"standard", "adjusted", NULL};
 static const char *const nonfinite_policies[] = {"stop", "skip", NULL};
+static const char *const parallel_modes[] = {"auto", "blas", "batch", NULL};
 
 static const char *const sections[] = {"run", "data", "model", "optimizer", "eval", "checkpoint",
                                        NULL};
@@ -106,6 +107,7 @@ static const struct key keys[] = {
     {KEY("run", "nonfinite", K_ENUM_INT, skip_nonfinite), .choices = nonfinite_policies},
     {KEY("run", "profile", K_BOOL, profile)},
     {KEY("run", "overlap", K_BOOL, overlap)},
+    {KEY("run", "parallel", K_ENUM_INT, parallel), .choices = parallel_modes},
     {KEY("run", "bucket_mb", K_NUM, bucket_mb), .lo = 0, .hi = 1024},
     {KEY("run", "metrics_every", K_INT, metrics_every), .min = 0},
 

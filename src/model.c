@@ -394,11 +394,27 @@ void alig_model_summary(const alig_model_t *m, char *buf, size_t size)
     }
 }
 
+void alig_model_share_params(alig_model_t *m, const alig_model_t *from)
+{
+    if (!m->params_shared)
+        free(m->params);
+    m->params = from->params;
+    m->params_shared = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        alig_layer_t *l = &m->layers[i];
+        if (l->n_tensors > 0)
+            l->w = m->params + m->tensors[l->first_tensor].offset;
+        if (l->n_tensors > 1)
+            l->b = m->params + m->tensors[l->first_tensor + 1].offset;
+    }
+}
+
 void alig_model_free(alig_model_t *m)
 {
     free(m->layers);
     free(m->tensors);
-    free(m->params);
+    if (!m->params_shared)
+        free(m->params);
     free(m->grads);
     free(m->acts);
     free(m->dacts);

@@ -6,6 +6,7 @@
 #include "alig/error.h"
 #include "alig/metrics.h"
 #include "alig/rng.h"
+#include "pool-impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -74,6 +75,77 @@ static int model_error_(const alig_config_t *cfg, int rc)
                        sizeof origin);
     snprintf(msg, sizeof msg, "%s", alig_error_message());
     return origin[0] ? alig_fail(rc, "%s: %s", origin, msg) : rc;
+}
+
+/* [run] parallel = auto splits the slice only when each thread gets at least this many */
+#define ALIG_MIN_PART 16
+
+/*
+ * [run] parallel: with `batch`, cut each step's local slice over the rank's
+ * threads, each running its own copy of the activations on one BLAS thread;
+ * with `blas`, one forward/backward whose GEMMs use all the BLAS threads.
+ * `auto` takes batch when there are several threads, no batch-norm layer
+ * (its batch statistics would depend on the split) and at least
+ * ALIG_MIN_PART samples per thread.
+ */
+static int setup_parallel_(alig_trainer_t *t)
+{
+    const alig_config_t *cfg = t->cfg;
+    alig_model_t *m = &t->model;
+    const char *bn = NULL;
+    for (int i = 0; i < m->n_layers && !bn; i++)
+        if (m->layers[i].kind == ALIG_LAYER_BN)
+            bn = m->layers[i].name;
+    int64_t per_part = m->max_batch / t->threads;
+    int batch = 0;
+    t->n_parts = 1;
+    if (cfg->parallel == ALIG_PARALLEL_BATCH && bn) {
+        char origin[ALIG_PATH_MAX + 64];
+        alig_config_origin(cfg, "run.parallel", origin, sizeof origin);
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s%s[run] parallel = batch: layer %s is batch normalisation, whose "
+                         "batch statistics would depend on how the slice is split; use "
+                         "parallel = blas or auto",
+                         origin, origin[0] ? ": " : "", bn);
+    }
+    if (t->threads < 2)
+        snprintf(t->parallel_why, sizeof t->parallel_why, "one thread");
+    else if (cfg->parallel == ALIG_PARALLEL_BLAS)
+        snprintf(t->parallel_why, sizeof t->parallel_why, "[run] parallel = blas");
+    else if (cfg->parallel == ALIG_PARALLEL_BATCH)
+        batch = 1, snprintf(t->parallel_why, sizeof t->parallel_why, "[run] parallel = batch");
+    else if (bn)
+        snprintf(t->parallel_why, sizeof t->parallel_why, "auto: the model has batch norm (%s)",
+                 bn);
+    else if (per_part < ALIG_MIN_PART)
+        snprintf(t->parallel_why, sizeof t->parallel_why,
+                 "auto: fewer than %d samples per thread", ALIG_MIN_PART);
+    else
+        batch = 1, snprintf(t->parallel_why, sizeof t->parallel_why, "auto");
+    if (!batch)
+        return ALIG_OK;
+
+    int n = t->threads;
+    int64_t part_batch = (m->max_batch + n - 1) / n;
+    t->parts = alig_calloc((size_t)n - 1, sizeof *t->parts, "model copies");
+    t->part_loss = alig_calloc((size_t)n, sizeof *t->part_loss, "per-thread sums");
+    t->part_correct = alig_calloc((size_t)n, sizeof *t->part_correct, "per-thread sums");
+    if (!t->parts || !t->part_loss || !t->part_correct)
+        return ALIG_E_MEMORY;
+    for (int k = 0; k < n - 1; k++) {
+        int rc = alig_model_build(&t->parts[k], m->spec, m->in_c, m->in_h, m->in_w, 0, part_batch);
+        if (rc)
+            return rc;
+        t->n_parts = k + 2; /* so alig_trainer_free frees what was built */
+        alig_model_share_params(&t->parts[k], m);
+        t->parts[k].noise_seed = m->noise_seed;
+    }
+    t->pool = alig_pool_create(n);
+    if (!t->pool)
+        return alig_error_code();
+    alig_optim_set_pool(&t->optim, t->pool); /* the optimizer's passes too */
+    alig_comm_set_blas_threads(1);
+    return ALIG_OK;
 }
 
 static int build_model_(alig_trainer_t *t)
@@ -157,6 +229,9 @@ static int build_model_(alig_trainer_t *t)
     if (rc)
         return rc;
     plan_buckets_(t);
+    rc = setup_parallel_(t);
+    if (rc)
+        return rc;
     t->perm = alig_malloc(sizeof(int64_t) * (size_t)t->train.n, "epoch permutation");
     t->labels = alig_malloc(sizeof(int32_t) * (size_t)max_batch, "batch labels");
     t->eval_index = alig_malloc(sizeof(int64_t) * (size_t)max_batch, "evaluation index");
@@ -215,6 +290,78 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     return ALIG_OK;
 }
 
+/* [run] parallel = batch: one step's (or one evaluation chunk's) work for the pool */
+struct part_job_ {
+    alig_trainer_t *t;
+    const alig_dataset_t *ds; /* evaluation: the dataset; NULL for a training step */
+    const int64_t *ids;       /* training: dataset indices of the local slice */
+    int64_t first;            /* evaluation: index of the chunk's first sample */
+    int64_t n;                /* samples in the slice or chunk */
+    double t_data, t_forward; /* when part 0 finished gathering and forward */
+};
+
+static alig_model_t *part_model_(alig_trainer_t *t, int k)
+{
+    return k == 0 ? &t->model : &t->parts[k - 1];
+}
+
+/* Part k of a training step: gather its samples, forward, backward into its own grads. */
+static void train_part_(void *ctx, int k, int n_parts)
+{
+    struct part_job_ *j = ctx;
+    alig_trainer_t *t = j->t;
+    alig_model_t *m = part_model_(t, k);
+    int64_t a, b;
+    alig_batch_slice(j->n, k, n_parts, &a, &b);
+    alig_dataset_gather_augmented(&t->train, j->ids + a, b - a, alig_model_input(m),
+                                  t->labels + a, &t->aug, t->epoch);
+    if (k == 0)
+        j->t_data = alig_time();
+    m->training = 1;
+    m->noise_step = t->step;
+    m->sample_ids = j->ids + a; /* dropout masks follow the dataset index, not the part */
+    t->part_correct[k] = 0;
+    t->part_loss[k] = b > a ? alig_model_forward(m, b - a, t->labels + a, &t->part_correct[k])
+                            : 0.0;
+    if (k == 0)
+        j->t_forward = alig_time();
+    m->grads_ready = NULL;
+    alig_model_backward(m, b - a, t->labels + a);
+}
+
+/* Add the other parts' gradient sums into model.grads in part order; each thread a range. */
+static void sum_parts_(void *ctx, int tid, int n_threads)
+{
+    alig_trainer_t *t = ctx;
+    int64_t a, b;
+    alig_batch_slice(t->model.n_params, tid, n_threads, &a, &b);
+    float *g = t->model.grads;
+    for (int k = 1; k < t->n_parts; k++) {
+        const float *gk = t->parts[k - 1].grads;
+        for (int64_t i = a; i < b; i++)
+            g[i] += gk[i];
+    }
+}
+
+/* Part k of an evaluation chunk: forward in evaluation mode, loss and correct count. */
+static void eval_part_(void *ctx, int k, int n_parts)
+{
+    struct part_job_ *j = ctx;
+    alig_trainer_t *t = j->t;
+    alig_model_t *m = part_model_(t, k);
+    int64_t a, b;
+    alig_batch_slice(j->n, k, n_parts, &a, &b);
+    for (int64_t i = a; i < b; i++) /* evaluation reads in file order */
+        t->eval_index[i] = j->first + i;
+    alig_dataset_gather(j->ds, t->eval_index + a, b - a, alig_model_input(m), t->labels + a);
+    m->training = 0; /* bn running statistics, no dropout */
+    m->sample_ids = NULL;
+    t->part_correct[k] = 0;
+    t->part_loss[k] = b > a ? alig_model_forward(m, b - a, t->labels + a, &t->part_correct[k])
+                            : 0.0;
+    m->training = 1;
+}
+
 int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
 {
     const alig_config_t *cfg = t->cfg;
@@ -229,20 +376,31 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     int64_t lo, hi;
     alig_batch_slice(n, alig_comm_rank(t->comm), alig_comm_size(t->comm), &lo, &hi);
     int64_t local = hi - lo;
-    alig_dataset_gather_augmented(&t->train, t->perm + start + lo, local, alig_model_input(m),
-                                  t->labels, &t->aug, t->epoch);
-    double t1 = alig_time();
-
-    /* bn running statistics before this step, restored if the step is skipped */
-    if (m->n_state > 0)
-        memcpy(t->state_before, m->state, sizeof(float) * (size_t)m->n_state);
-    /* training mode: bn batch statistics, dropout masks keyed by (step, dataset index) */
-    m->training = 1;
-    m->noise_step = t->step;
-    m->sample_ids = t->perm + start + lo;
     int64_t correct = 0;
-    double loss_sum = local ? alig_model_forward(m, local, t->labels, &correct) : 0.0;
-    double t2 = alig_time();
+    double loss_sum = 0.0, t1, t2;
+    if (t->n_parts > 1) { /* [run] parallel = batch: forward and backward of every part */
+        struct part_job_ j = {.t = t, .ids = t->perm + start + lo, .n = local};
+        alig_pool_run(t->pool, train_part_, &j);
+        for (int k = 0; k < t->n_parts; k++) {
+            loss_sum += t->part_loss[k];
+            correct += t->part_correct[k];
+        }
+        t1 = j.t_data;
+        t2 = j.t_forward;
+    } else {
+        alig_dataset_gather_augmented(&t->train, t->perm + start + lo, local,
+                                      alig_model_input(m), t->labels, &t->aug, t->epoch);
+        t1 = alig_time();
+        /* bn running statistics before this step, restored if the step is skipped */
+        if (m->n_state > 0)
+            memcpy(t->state_before, m->state, sizeof(float) * (size_t)m->n_state);
+        /* training mode: bn batch statistics, dropout masks keyed by (step, dataset index) */
+        m->training = 1;
+        m->noise_step = t->step;
+        m->sample_ids = t->perm + start + lo;
+        loss_sum = local ? alig_model_forward(m, local, t->labels, &correct) : 0.0;
+        t2 = alig_time();
+    }
 
     if (t->fault_kind && t->step + 1 == t->fault_step &&
         alig_comm_rank(t->comm) == t->fault_rank) {
@@ -274,9 +432,13 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     /* backward; with [run] overlap the buckets' reductions start as their layers finish,
      * otherwise the same reductions start after it: the same sums either way */
     t->next_bucket = 0;
-    m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
-    m->grads_ready_ctx = t;
-    alig_model_backward(m, local, t->labels);
+    if (t->n_parts > 1) { /* the parts have run backward: add their sums, then reduce */
+        alig_pool_run(t->pool, sum_parts_, t);
+    } else {
+        m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
+        m->grads_ready_ctx = t;
+        alig_model_backward(m, local, t->labels);
+    }
     double t3 = alig_time();
     if (reduce) {
         grads_ready_(t, 0);
@@ -294,7 +456,7 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     /* mean gradient = sums / count; the division is folded into the norm and the update */
     float inv_count = 1.0f / count;
     double loss = (double)tail[ALIG_TAIL_LOSS] / (double)count;
-    double gn2 = alig_norm2(m->grads, m->n_params) * (double)inv_count * (double)inv_count;
+    double gn2 = alig_optim_norm2(&t->optim, m->grads) * (double)inv_count * (double)inv_count;
     alig_epoch_stats_t *s = &t->stats;
     alig_step_info_t si;
     /* every rank sees the same reduced values, so all take the same branch */
@@ -385,6 +547,16 @@ void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *
         int64_t local = hi - lo;
         for (int64_t c0 = 0; c0 < local; c0 += m->max_batch) { /* chunks the model holds */
             int64_t k = local - c0 < m->max_batch ? local - c0 : m->max_batch;
+            if (t->n_parts > 1) { /* [run] parallel = batch: the chunk split as a step's slice */
+                struct part_job_ j = {.t = t, .ds = ds, .first = start + lo + c0, .n = k};
+                alig_pool_run(t->pool, eval_part_, &j);
+                for (int p = 0; p < t->n_parts; p++) {
+                    sums[0] += t->part_loss[p];
+                    sums[1] += (double)t->part_correct[p];
+                }
+                sums[2] += (double)k;
+                continue;
+            }
             for (int64_t i = 0; i < k; i++) /* evaluation reads in file order */
                 t->eval_index[i] = start + lo + c0 + i;
             alig_dataset_gather(ds, t->eval_index, k, alig_model_input(m), t->labels);
@@ -405,8 +577,13 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     const alig_config_t *cfg = t->cfg;
     int world = alig_comm_size(t->comm);
     fprintf(log, "alig-train %s: %s\n", ALIG_VERSION, cfg->path[0] ? cfg->path : "(string config)");
-    fprintf(log, "ranks: %d (%d on this node), BLAS threads per rank: %d (%s)\n", world,
+    fprintf(log, "ranks: %d (%d on this node), threads per rank: %d (%s)\n", world,
             alig_comm_local_size(t->comm), t->threads, t->threads_why);
+    if (t->threads > 1)
+        fprintf(log, "parallel: %s (%s)\n",
+                t->n_parts > 1 ? "batch, each thread takes a part of the slice"
+                               : "blas, the BLAS threads share each GEMM",
+                t->parallel_why);
     fprintf(log, "data: %lld training samples (%dx%dx%d), %lld test samples, %d classes\n",
             (long long)t->train.n, t->train.c, t->train.h, t->train.w, (long long)t->test.n,
             t->model.n_classes);
@@ -650,6 +827,12 @@ void alig_trainer_free(alig_trainer_t *t)
     alig_metrics_close(&t->metrics);
     alig_dataset_free(&t->train);
     alig_dataset_free(&t->test);
+    alig_pool_free(t->pool);
+    for (int k = 0; k + 1 < t->n_parts; k++)
+        alig_model_free(&t->parts[k]);
+    free(t->parts);
+    free(t->part_loss);
+    free(t->part_correct);
     alig_model_free(&t->model);
     alig_optim_free(&t->optim);
     free(t->perm);

@@ -107,6 +107,50 @@ START_TEST(same_parameters_at_1_2_3_4_ranks)
 END_TEST
 
 /*
+ * Ranks with different thread counts hold the same bits after every step
+ * (mpi_steps compares them): rank 0 splits its slice over 3 threads
+ * ([run] parallel = batch), rank 1 runs on one, so the optimizer's norms
+ * over the model's ~230k parameters (14 blocks) are shared differently.
+ * (The step size is rounded to float, which hides most last-bit
+ * differences of a double norm: check_optim's
+ * threaded_passes_give_the_same_bits checks the norms' own bits.)
+ */
+START_TEST(ranks_with_different_thread_counts_agree)
+{
+    const char *cfg = setup_(47, 18, "");
+    char cmd[4096], a[600], b[600];
+    const char *build = env_("ALIG_BUILD", "build");
+    const char *model = "'model.layers=dense 2048, relu, dense 5' run.max_steps=8";
+    snprintf(a, sizeof a, "%s/mixed.bin", dir_);
+    snprintf(b, sizeof b, "%s/single.bin", dir_);
+    snprintf(cmd, sizeof cmd,
+             "mpirun %s --oversubscribe -np 1 %s/tests/mpi_steps %s %s %s run.threads=3 "
+             "run.parallel=batch : -np 1 %s/tests/mpi_steps %s %s %s run.threads=1",
+             geteuid() == 0 ? "--allow-run-as-root" : "", build, cfg, a, model, build, cfg, a,
+             model);
+    int rc = test_run(cmd, 180, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "ranks with 3 and 1 threads disagree or failed (%d):\n%s", rc, out_);
+    /* and to rounding the same as both ranks on one thread */
+    char pre[128];
+    mpirun_(pre, sizeof pre, 2);
+    snprintf(cmd, sizeof cmd, "%s %s/tests/mpi_steps %s %s %s run.threads=1", pre, build, cfg, b,
+             model);
+    ck_assert_msg(test_run(cmd, 180, out_, sizeof out_, NULL) == 0, "%s", out_);
+    long na, nb;
+    float *pa = read_floats_(a, &na), *pb = read_floats_(b, &nb);
+    ck_assert_int_eq(na, nb);
+    double scale = 0, worst = 0;
+    for (long i = 0; i < na; i++) {
+        scale = fmax(scale, fabs(pb[i]));
+        worst = fmax(worst, fabs((double)pa[i] - pb[i]));
+    }
+    ck_assert_msg(worst <= 1e-5 * scale, "differs by %g (max |w| %g)", worst, scale);
+    free(pa);
+    free(pb);
+}
+END_TEST
+
+/*
  * Overlapping the gradient reduction with backward ([run] overlap) starts the same
  * bucketed reductions earlier, so the parameters must be the same bits with it on or
  * off, at 2 and 3 ranks. Tiny buckets (1 KiB) make every layer its own bucket.
@@ -265,6 +309,7 @@ Suite *mpi_suite(void)
     tcase_add_test(tc, same_parameters_at_1_2_3_4_ranks);
     tcase_add_test(tc, different_batch_gives_different_parameters);
     tcase_add_test(tc, overlap_on_and_off_give_the_same_bits);
+    tcase_add_test(tc, ranks_with_different_thread_counts_agree);
     tcase_add_test(tc, cli_version_help_and_usage);
     tcase_add_test(tc, bad_config_reported_once_and_all_ranks_exit);
     tcase_add_test(tc, missing_data_file_exits_3_on_every_rank);

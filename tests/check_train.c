@@ -208,6 +208,94 @@ START_TEST(a_model_that_does_not_fit_names_where_it_was_set)
 }
 END_TEST
 
+/*
+ * [run] parallel = batch cuts each step's slice over the threads, each
+ * part on its own copy of the activations, and adds their gradient sums in
+ * part order. Against one thread: the same samples with the same weights
+ * (dropout masks follow the dataset index, not the part), so the parameters
+ * after 8 steps agree to float rounding (1e-5 of the parameter scale, as
+ * across rank counts in the mpi suite; a lost or double-counted part is off
+ * by far more). The same thread count twice gives the same bits, and
+ * evaluation split the same way gives the same loss and accuracy.
+ */
+START_TEST(batch_parallel_matches_one_thread)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 40, 12, 3); /* batches 12, 12, 12, 4: the last splits 2, 1, 1 */
+    snprintf(cfg.layers, sizeof cfg.layers, "dense 64, relu, dropout 0.25, dense 3");
+    cfg.momentum = 0.9;
+    cfg.max_lr = 0.5;
+    cfg.max_norm = 3.0;
+    cfg.eval_batch_size = 11;
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t[3];
+    for (int k = 0; k < 3; k++) {
+        cfg.threads = k == 0 ? 1 : 3;
+        cfg.parallel = k == 0 ? ALIG_PARALLEL_AUTO : ALIG_PARALLEL_BATCH;
+        ck_assert_int_eq(alig_trainer_init(&t[k], &cfg, comm), ALIG_OK);
+        ck_assert_int_eq(t[k].n_parts, k == 0 ? 1 : 3);
+        for (int i = 0; i < 8; i++)
+            ck_assert_int_eq(alig_trainer_step(&t[k], NULL), ALIG_OK);
+    }
+    double scale = 0, worst = 0;
+    for (int64_t i = 0; i < t[0].model.n_params; i++) {
+        scale = fmax(scale, fabs(t[0].model.params[i]));
+        worst = fmax(worst, fabs(t[0].model.params[i] - t[1].model.params[i]));
+    }
+    ck_assert_msg(worst <= 1e-5 * scale, "3 parts differ from 1 thread by %g (max |w| %g)", worst,
+                  scale);
+    ck_assert_msg(worst > 0 || t[0].model.n_params == 0, "no rounding difference at all: was the "
+                  "batch really split?");
+    ck_assert_int_eq(memcmp(t[1].model.params, t[2].model.params,
+                            sizeof(float) * (size_t)t[1].model.n_params), 0);
+    double loss[2], acc[2];
+    for (int k = 0; k < 2; k++)
+        alig_trainer_evaluate(&t[k], &t[k].test, &loss[k], &acc[k]);
+    ck_assert_double_eq_tol(loss[1], loss[0], 1e-5 * loss[0]);
+    ck_assert_double_eq_tol(acc[1], acc[0], 1e-12);
+    for (int k = 0; k < 3; k++)
+        alig_trainer_free(&t[k]);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
+/*
+ * Batch norm's batch statistics would depend on the split: parallel = batch
+ * refuses it, naming the layer and where the key was set; auto falls back
+ * to BLAS threads, as it does with too few samples per thread.
+ */
+START_TEST(batch_parallel_and_batch_norm)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 40, 64, 3);
+    cfg.threads = 2;
+    ck_assert_int_eq(alig_config_parse(&cfg, "[run]\nparallel = batch\n\n[model]\n"
+                                             "layers = dense 8, bn, relu, dense 3\n", "p.ini"),
+                     ALIG_OK);
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_CONFIG);
+    ck_assert_msg(strncmp(alig_error_message(), "p.ini:2: ", 9) == 0, "%s", alig_error_message());
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "01_bn"));
+    alig_trainer_free(&t);
+    cfg.parallel = ALIG_PARALLEL_AUTO;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(t.n_parts, 1);
+    alig_trainer_free(&t);
+    snprintf(cfg.layers, sizeof cfg.layers, "dense 8, relu, dense 3");
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(t.n_parts, 2); /* 64 samples, 32 per thread */
+    alig_trainer_free(&t);
+    cfg.batch_size = 16; /* 8 per thread: too few for auto */
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(t.n_parts, 1);
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+}
+END_TEST
+
 Suite *train_suite(void)
 {
     Suite *s = suite_create("train");
@@ -219,6 +307,8 @@ Suite *train_suite(void)
     tcase_add_test(tc, learns_a_separable_set);
     tcase_add_test(tc, projection_holds_from_the_start);
     tcase_add_test(tc, labels_beyond_the_model_outputs_are_refused);
+    tcase_add_test(tc, batch_parallel_matches_one_thread);
+    tcase_add_test(tc, batch_parallel_and_batch_norm);
     suite_add_tcase(s, tc);
     return s;
 }

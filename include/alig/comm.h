@@ -77,6 +77,9 @@ uint64_t alig_hash64(const void *buf, size_t bytes);
  */
 int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why_size);
 
+/* Set OpenBLAS's thread count (the trainer sets 1 when it runs its own threads). */
+void alig_comm_set_blas_threads(int n);
+
 /* Seconds since an arbitrary point (MPI_Wtime or clock_gettime). */
 double alig_time(void);
 

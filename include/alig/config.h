@@ -26,6 +26,7 @@
 #define ALIG_PATH_MAX 1024
 #define ALIG_SPEC_MAX 2048
 #define ALIG_MAX_THREADS 1024   /* largest [run] threads */
+enum { ALIG_PARALLEL_AUTO, ALIG_PARALLEL_BLAS, ALIG_PARALLEL_BATCH }; /* [run] parallel */
 #define ALIG_CONFIG_MAX_KEYS 96 /* room in alig_config_t.origin; config.c has fewer keys */
 
 typedef struct {
@@ -37,6 +38,7 @@ typedef struct {
     int threads;                /* threads = 0; 0 to ALIG_MAX_THREADS, BLAS threads per rank (0: auto from affinity) */
     int log_every;              /* log_every = 0; >= 0, print a step line every N steps (0: never) */
     int check_every;            /* check_every = 100; >= 0, compare a parameter checksum across ranks every N steps (0: never) */
+    int parallel;               /* parallel = auto; one of: auto (0), blas (1: BLAS threads share each GEMM), batch (2: each thread takes a part of the rank's slice); see alig/train.h */
     int overlap;                /* overlap = true; boolean: reduce gradient buckets while backward runs */
     double bucket_mb;           /* bucket_mb = 4; number in [0, 1024], MiB per gradient bucket (0: one fused reduction) */
     int profile;                /* profile = false; boolean: print the time split of a step (data, forward, backward, allreduce, optimizer) each epoch */

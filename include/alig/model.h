@@ -90,7 +90,8 @@ typedef struct {
     int64_t in_dim;
     int n_classes;            /* output width = number of classes */
     int64_t n_params;
-    float *params;            /* (n_params) */
+    float *params;            /* (n_params); not owned after alig_model_share_params */
+    int params_shared;        /* 1: params (and the w, b views) belong to another model */
     float *grads;             /* (n_reduce): gradients, the tail, room for the state */
     int64_t n_reduce;         /* n_params + ALIG_REDUCE_TAIL + n_state */
     int n_state_tensors;      /* non-trained state, e.g. batch-norm running statistics: */
@@ -180,6 +181,16 @@ double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t 
  * zero when n == 0). The reduction tail is untouched.
  */
 void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y);
+
+/*
+ * Make m use the parameters of `from`, a model built from the same layer
+ * list and input shape (its max_batch may differ): m's own parameter
+ * buffer is freed and its weight and bias views point into from->params.
+ * m keeps its own gradients, activations and workspaces, so the two can
+ * run forward and backward on different samples at the same time. m's
+ * batch-norm running statistics stay its own. Free m before `from`.
+ */
+void alig_model_share_params(alig_model_t *m, const alig_model_t *from);
 
 /* Index of the tensor called `name`, or -1. */
 int alig_model_find_tensor(const alig_model_t *m, const char *name);

@@ -68,7 +68,18 @@ typedef struct {
     int lock_fd;                  /* rank 0: flock on <out_dir>/.alig-train.lock (0: none) */
     alig_metrics_t metrics;       /* steps.csv, epochs.csv (rank 0; closed elsewhere) */
     alig_step_info_t last;        /* the most recent step */
-    int threads;                  /* BLAS threads of this rank */
+    int threads;                  /* cores of this rank: BLAS threads, or parts with parallel = batch */
+    /* [run] parallel = batch: each step's local slice is cut into n_parts parts
+     * (alig_batch_slice), part 0 run by model on this thread and part k by
+     * parts[k - 1] on a worker of `pool`, all with one BLAS thread; their gradient
+     * sums are added in part order. n_parts = 1: one forward/backward whose GEMMs
+     * use `threads` BLAS threads. */
+    int n_parts;
+    alig_model_t *parts;          /* (n_parts - 1) models sharing model.params */
+    struct alig_pool *pool;
+    double *part_loss;            /* (n_parts) loss sum of each part's forward */
+    int64_t *part_correct;        /* (n_parts) */
+    char parallel_why[96];        /* how the mode was chosen, for the log */
     char threads_why[160];        /* how that number was chosen, for the log */
     volatile sig_atomic_t *stop_signal; /* set asynchronously (e.g. SIGTERM); may be NULL */
     int stop_requested;           /* some rank saw stop_signal at the last step */
