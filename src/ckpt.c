@@ -332,8 +332,8 @@ static int check_data_order_(const alig_trainer_t *t, const char *path,
 /* Keys whose change on resume is expected and not worth a warning. */
 static int diff_ignored_(const char *section, const char *key)
 {
-    static const char *const run_keys[] = {"epochs",    "max_steps",   "out_dir", "threads",
-                                           "log_every", "check_every", NULL};
+    static const char *const run_keys[] = {"epochs",    "max_steps",   "out_dir",  "threads",
+                                           "parallel",  "log_every",   "check_every", NULL};
     if (!strcmp(section, "checkpoint") || !strcmp(section, "eval"))
         return 1;
     if (!strcmp(section, "run"))

@@ -5,7 +5,12 @@
  * converted to samples/s. Nothing else (im2col, activations, loss, the
  * optimizer, communication) is timed, so no trainer can beat it.
  *
- *   gemm_limit "LAYERS" C H W BATCH THREADS REPEATS
+ *   gemm_limit "LAYERS" C H W BATCH THREADS REPEATS [PARTS]
+ *
+ * PARTS > 1 mirrors [run] parallel = batch: PARTS threads at once, each
+ * looping over the GEMMs of BATCH/PARTS samples with one BLAS thread and
+ * buffers of its own (THREADS is then ignored); a round ends when the last
+ * thread is done.
  *
  * prints: gemm-limit samples/s <median> (min <min>, max <max>) gemm-calls <n> gflop/step <x>
  */
@@ -13,6 +18,7 @@
 #include "alig/model.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +28,46 @@ typedef struct {
     int repeat; /* calls per step: conv chunks repeat */
 } gemm_t;
 
+/* What each thread of a round loops over. */
+typedef struct {
+    const gemm_t *g;
+    int n, repeats;
+    size_t amax, bmax, cmax;
+    pthread_barrier_t *barrier;
+    double *dt; /* (repeats) seconds per round, written by thread 0 */
+    int tid;
+} loop_t;
+
+static void *loop_(void *arg)
+{
+    loop_t *a = arg;
+    const gemm_t *g = a->g;
+    float *A = calloc(a->amax, sizeof(float)), *B = calloc(a->bmax, sizeof(float)),
+          *C = calloc(a->cmax, sizeof(float));
+    for (size_t i = 0; i < a->amax; i++)
+        A[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < a->bmax; i++)
+        B[i] = (float)(i % 5) * 0.1f;
+    for (int r = -2; r < a->repeats; r++) { /* two warm-up rounds */
+        pthread_barrier_wait(a->barrier);
+        double t0 = alig_time();
+        for (int i = 0; i < a->n; i++)
+            for (int s = 0; s < g[i].repeat; s++) {
+                int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
+                cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
+                            g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, A,
+                            lda, B, ldb, 0.0f, C, g[i].n);
+            }
+        pthread_barrier_wait(a->barrier); /* the round ends with its slowest thread */
+        if (r >= 0 && a->tid == 0)
+            a->dt[r] = alig_time() - t0;
+    }
+    free(A);
+    free(B);
+    free(C);
+    return NULL;
+}
+
 static int cmp_(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -30,13 +76,18 @@ static int cmp_(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    if (argc != 8) {
-        fprintf(stderr, "usage: gemm_limit LAYERS C H W BATCH THREADS REPEATS\n");
+    if (argc != 8 && argc != 9) {
+        fprintf(stderr, "usage: gemm_limit LAYERS C H W BATCH THREADS REPEATS [PARTS]\n");
         return 2;
     }
-    int c = atoi(argv[2]), h = atoi(argv[3]), w = atoi(argv[4]), batch = atoi(argv[5]);
-    int threads = atoi(argv[6]), repeats = atoi(argv[7]);
-    openblas_set_num_threads(threads);
+    int c = atoi(argv[2]), h = atoi(argv[3]), w = atoi(argv[4]), total = atoi(argv[5]);
+    int threads = atoi(argv[6]), repeats = atoi(argv[7]), parts = argc == 9 ? atoi(argv[8]) : 1;
+    if (parts < 1 || total < parts || repeats < 1) {
+        fprintf(stderr, "gemm_limit: need 1 <= PARTS <= BATCH and REPEATS >= 1\n");
+        return 2;
+    }
+    int batch = total / parts; /* samples per part, as alig-train's equal split */
+    openblas_set_num_threads(parts > 1 ? 1 : threads);
     alig_model_t m;
     if (alig_model_build(&m, argv[1], c, h, w, 0, batch)) {
         fprintf(stderr, "gemm_limit: bad model\n");
@@ -77,26 +128,24 @@ int main(int argc, char **argv)
         bmax = b > bmax ? b : bmax;
         cmax = cc > cmax ? cc : cmax;
     }
+    double *rate = malloc(sizeof(double) * (size_t)repeats);
+    double *dt = malloc(sizeof(double) * (size_t)repeats);
+    pthread_barrier_t barrier;
+    pthread_barrier_init(&barrier, NULL, (unsigned)parts);
+    loop_t *args = calloc((size_t)parts, sizeof *args);
+    pthread_t *tids = calloc((size_t)parts, sizeof *tids);
+    for (int p = 0; p < parts; p++) {
+        args[p] = (loop_t){g, n, repeats, amax, bmax, cmax, &barrier, dt, p};
+        if (p > 0)
+            pthread_create(&tids[p], NULL, loop_, &args[p]);
+    }
+    loop_(&args[0]);
+    for (int p = 1; p < parts; p++)
+        pthread_join(tids[p], NULL);
+    for (int r = 0; r < repeats; r++)
+        rate[r] = (double)batch * parts / dt[r];
     float *A = calloc(amax, sizeof(float)), *B = calloc(bmax, sizeof(float)),
           *C = calloc(cmax, sizeof(float));
-    for (size_t i = 0; i < amax; i++)
-        A[i] = (float)(i % 7) * 0.1f;
-    for (size_t i = 0; i < bmax; i++)
-        B[i] = (float)(i % 5) * 0.1f;
-    double *rate = malloc(sizeof(double) * (size_t)repeats);
-    for (int r = -2; r < repeats; r++) { /* two warm-up rounds */
-        double t0 = alig_time();
-        for (int i = 0; i < n; i++)
-            for (int s = 0; s < g[i].repeat; s++) {
-                int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
-                cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
-                            g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, A,
-                            lda, B, ldb, 0.0f, C, g[i].n);
-            }
-        double dt = alig_time() - t0;
-        if (r >= 0)
-            rate[r] = batch / dt;
-    }
     if (getenv("GEMM_LIMIT_VERBOSE")) /* each call's share, to see which shapes run slow */
         for (int i = 0; i < n; i++) {
             int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
@@ -106,10 +155,10 @@ int main(int argc, char **argv)
                     cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
                                 g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f,
                                 A, lda, B, ldb, 0.0f, C, g[i].n);
-            double dt = (alig_time() - t0) / 5;
+            double sec = (alig_time() - t0) / 5;
             fprintf(stderr, "gemm %c%c m %d n %d k %d x%d: %.3f ms/step, %.1f gflop/s\n",
                     g[i].ta ? 'T' : 'N', g[i].tb ? 'T' : 'N', g[i].m, g[i].n, g[i].k, g[i].repeat,
-                    dt * 1e3, 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat / dt * 1e-9);
+                    sec * 1e3, 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat / sec * 1e-9);
         }
     qsort(rate, (size_t)repeats, sizeof *rate, cmp_);
     printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f\n",
@@ -118,6 +167,10 @@ int main(int argc, char **argv)
     free(B);
     free(C);
     free(rate);
+    free(dt);
+    free(args);
+    free(tids);
+    pthread_barrier_destroy(&barrier);
     alig_model_free(&m);
     return 0;
 }

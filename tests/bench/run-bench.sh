@@ -6,7 +6,7 @@
 #   (BENCH_MODELS="mlp cnn" and BENCH_SETTINGS="1core 2cores 2ranks" pick a subset)
 #
 # Settings: 1 core (one rank bound to one core), 2 cores in one process (one
-# rank, 2 BLAS threads), 2 ranks x 1 core. PyTorch gets each setting's best
+# rank, 2 threads, [run] parallel = auto), 2 ranks x 1 core. PyTorch gets each setting's best
 # thread configuration among those tried (printed). Models: the MLP
 # 784-1024-1024-10 and the small CNN, global batch 128. Also prints the
 # GEMM-only limit (tests/bench/gemm_limit.c) and, for alig-train, the step's
@@ -44,6 +44,21 @@ alig_run() { # model setting
         tee "$out/alig-$model-$setting.log" | awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") print $(i-1)}'
 }
 
+# GEMM-only limit for one setting (samples/s), measured between the trainers' runs:
+#   1core: one BLAS thread at batch 128;
+#   2cores: the better of 2 BLAS threads on each GEMM and 2 threads at once on 64 samples
+#           each with one BLAS thread (what [run] parallel = batch does);
+#   2ranks: 2 threads at once on 64 samples each (the two ranks' GEMMs)
+gemm_limit() { # model setting
+    local s=${spec[$1]} lim=("$build/tests/gemm_limit")
+    case $2 in
+        1core)  "${lim[@]}" "$s" 1 28 28 128 1 3 | awk '{print $3}' ;;
+        2cores) { "${lim[@]}" "$s" 1 28 28 128 2 3; "${lim[@]}" "$s" 1 28 28 128 1 3 2; } |
+                    awk '$3 > best {best = $3} END {print best}' ;;
+        2ranks) "${lim[@]}" "$s" 1 28 28 128 1 3 2 | awk '{print $3}' ;;
+    esac
+}
+
 torch_run() { # model setting threads blas
     local model=$1 setting=$2 th=$3 blas=$4 ranks=1
     [ "$setting" = 2ranks ] && ranks=2
@@ -70,23 +85,16 @@ for model in ${BENCH_MODELS:-mlp cnn}; do
             v=$(torch_run "$model" "$setting" "$th" "$bl")
             if awk -v a="$v" -v b="$best_v" 'BEGIN {exit !(a > b)}'; then best_v=$v best_c=$c; fi
         done
-        a=() t=()
-        for ((r = 0; r < reps; r++)); do # alternate the two trainers
+        a=() t=() g=()
+        for ((r = 0; r < reps; r++)); do # alternate the two trainers and the GEMM loop
             read -r th bl <<< "$best_c"
             a+=("$(alig_run "$model" "$setting")")
             t+=("$(torch_run "$model" "$setting" "$th" "$bl")")
+            g+=("$(gemm_limit "$model" "$setting")")
         done
         am=$(printf '%s\n' "${a[@]}" | median)
         tm=$(printf '%s\n' "${t[@]}" | median)
-        gthreads=1; [ "$setting" = 2cores ] && gthreads=2
-        gbatch=128; [ "$setting" = 2ranks ] && gbatch=64
-        gl=$("$build/tests/gemm_limit" "${spec[$model]}" 1 28 28 $gbatch $gthreads 5 | awk '{print $3}')
-        [ "$setting" = 2ranks ] && gl=$(awk -v g="$gl" 'BEGIN {print 2*g}')
-        if [ "$setting" = 2cores ]; then # the better of the two ways to give the GEMMs 2 cores:
-            # OpenBLAS's 2 threads on each GEMM, or 2 single-threaded halves ([run] parallel = batch)
-            gh=$("$build/tests/gemm_limit" "${spec[$model]}" 1 28 28 64 1 5 | awk '{print 2*$3}')
-            gl=$(awk -v a="$gl" -v b="$gh" 'BEGIN {print (a > b) ? a : b}')
-        fi
+        gl=$(printf '%s\n' "${g[@]}" | median)
         printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %s\n' "$model" "$setting" "$am" "$tm" \
             "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
             "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
