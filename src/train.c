@@ -65,6 +65,42 @@ static void grads_ready_(void *ctx, int64_t from)
     alig_comm_progress(t->comm);
 }
 
+/* [run] parallel = batch: a part k >= 1 publishes how far its backward pass has got. */
+static void part_ready_(void *ctx, int64_t from)
+{
+    __atomic_store_n((int64_t *)ctx, from, __ATOMIC_RELEASE);
+}
+
+/*
+ * [run] parallel = batch with overlap, on the thread of part 0: a bucket
+ * whose gradients are final in every part gets the other parts' sums added
+ * (by this thread) and its reduction started. Buckets are final from the
+ * end of the buffer towards its start, in every part.
+ */
+static void parts_ready_(void *ctx, int64_t from)
+{
+    alig_trainer_t *t = ctx;
+    alig_model_t *m = &t->model;
+    int64_t ready = from;
+    for (int k = 1; k < t->n_parts; k++) {
+        int64_t f = __atomic_load_n(&t->part_from[k], __ATOMIC_ACQUIRE);
+        ready = f > ready ? f : ready;
+    }
+    while (t->next_bucket < t->n_buckets && ready <= t->bucket_start[t->next_bucket]) {
+        int b = t->next_bucket;
+        int64_t lo = t->bucket_start[b], hi = b == 0 ? m->n_reduce : t->bucket_start[b - 1];
+        hi = hi < m->n_params ? hi : m->n_params;
+        for (int k = 1; k < t->n_parts; k++) {
+            const float *gk = t->parts[k - 1].grads;
+            for (int64_t i = lo; i < hi; i++)
+                m->grads[i] += gk[i];
+        }
+        t->sum_end = lo;
+        grads_ready_(t, lo); /* starts bucket b */
+    }
+    alig_comm_progress(t->comm);
+}
+
 /* A model that does not fit the data is a config error: name where the key was set. */
 static int model_error_(const alig_config_t *cfg, int rc)
 {
@@ -128,9 +164,10 @@ static int setup_parallel_(alig_trainer_t *t)
     int n = t->threads;
     int64_t part_batch = (m->max_batch + n - 1) / n;
     t->parts = alig_calloc((size_t)n - 1, sizeof *t->parts, "model copies");
+    t->part_from = alig_calloc((size_t)n, sizeof *t->part_from, "per-thread progress");
     t->part_loss = alig_calloc((size_t)n, sizeof *t->part_loss, "per-thread sums");
     t->part_correct = alig_calloc((size_t)n, sizeof *t->part_correct, "per-thread sums");
-    if (!t->parts || !t->part_loss || !t->part_correct)
+    if (!t->parts || !t->part_from || !t->part_loss || !t->part_correct)
         return ALIG_E_MEMORY;
     for (int k = 0; k < n - 1; k++) {
         int rc = alig_model_build(&t->parts[k], m->spec, m->in_c, m->in_h, m->in_w, 0, part_batch);
@@ -139,6 +176,8 @@ static int setup_parallel_(alig_trainer_t *t)
         t->n_parts = k + 2; /* so alig_trainer_free frees what was built */
         alig_model_share_params(&t->parts[k], m);
         t->parts[k].noise_seed = m->noise_seed;
+        t->parts[k].grads_ready = part_ready_;
+        t->parts[k].grads_ready_ctx = &t->part_from[k + 1];
     }
     t->pool = alig_pool_create(n);
     if (!t->pool)
@@ -297,7 +336,7 @@ struct part_job_ {
     const int64_t *ids;       /* training: dataset indices of the local slice */
     int64_t first;            /* evaluation: index of the chunk's first sample */
     int64_t n;                /* samples in the slice or chunk */
-    double t_data, t_forward; /* when part 0 finished gathering and forward */
+    double t_data;            /* when part 0 finished gathering its samples */
 };
 
 static alig_model_t *part_model_(alig_trainer_t *t, int k)
@@ -305,8 +344,8 @@ static alig_model_t *part_model_(alig_trainer_t *t, int k)
     return k == 0 ? &t->model : &t->parts[k - 1];
 }
 
-/* Part k of a training step: gather its samples, forward, backward into its own grads. */
-static void train_part_(void *ctx, int k, int n_parts)
+/* Part k of a training step, first half: gather its samples and run forward. */
+static void forward_part_(void *ctx, int k, int n_parts)
 {
     struct part_job_ *j = ctx;
     alig_trainer_t *t = j->t;
@@ -323,18 +362,24 @@ static void train_part_(void *ctx, int k, int n_parts)
     t->part_correct[k] = 0;
     t->part_loss[k] = b > a ? alig_model_forward(m, b - a, t->labels + a, &t->part_correct[k])
                             : 0.0;
-    if (k == 0)
-        j->t_forward = alig_time();
-    m->grads_ready = NULL;
-    alig_model_backward(m, b - a, t->labels + a);
 }
 
-/* Add the other parts' gradient sums into model.grads in part order; each thread a range. */
+/* Second half: backward into the part's own grads (part 0's hook is set by the step). */
+static void backward_part_(void *ctx, int k, int n_parts)
+{
+    struct part_job_ *j = ctx;
+    int64_t a, b;
+    alig_batch_slice(j->n, k, n_parts, &a, &b);
+    alig_model_backward(part_model_(j->t, k), b - a, j->t->labels + a);
+}
+
+/* Add the other parts' gradient sums in grads[0, sum_end) into model.grads in part order
+ * (as parts_ready_ does for the buckets it reduced early); each thread takes a range. */
 static void sum_parts_(void *ctx, int tid, int n_threads)
 {
     alig_trainer_t *t = ctx;
     int64_t a, b;
-    alig_batch_slice(t->model.n_params, tid, n_threads, &a, &b);
+    alig_batch_slice(t->sum_end, tid, n_threads, &a, &b);
     float *g = t->model.grads;
     for (int k = 1; k < t->n_parts; k++) {
         const float *gk = t->parts[k - 1].grads;
@@ -378,15 +423,16 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     int64_t local = hi - lo;
     int64_t correct = 0;
     double loss_sum = 0.0, t1, t2;
-    if (t->n_parts > 1) { /* [run] parallel = batch: forward and backward of every part */
-        struct part_job_ j = {.t = t, .ids = t->perm + start + lo, .n = local};
-        alig_pool_run(t->pool, train_part_, &j);
+    int world = alig_comm_size(t->comm), reduce = world > 1;
+    struct part_job_ j = {.t = t, .ids = t->perm + start + lo, .n = local};
+    if (t->n_parts > 1) { /* [run] parallel = batch: every part's forward */
+        alig_pool_run(t->pool, forward_part_, &j);
         for (int k = 0; k < t->n_parts; k++) {
             loss_sum += t->part_loss[k];
             correct += t->part_correct[k];
         }
         t1 = j.t_data;
-        t2 = j.t_forward;
+        t2 = alig_time();
     } else {
         alig_dataset_gather_augmented(&t->train, t->perm + start + lo, local,
                                       alig_model_input(m), t->labels, &t->aug, t->epoch);
@@ -420,7 +466,6 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
      * DDP without SyncBatchNorm); they ride after the tail and are averaged over the
      * ranks that had samples (ranks >= n when n < world had none), so every rank, and
      * every checkpoint, holds the same values */
-    int world = alig_comm_size(t->comm), reduce = world > 1;
     float *state_sum = tail + ALIG_REDUCE_TAIL;
     if (m->n_state > 0 && reduce) {
         if (local > 0)
@@ -432,8 +477,15 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     /* backward; with [run] overlap the buckets' reductions start as their layers finish,
      * otherwise the same reductions start after it: the same sums either way */
     t->next_bucket = 0;
-    if (t->n_parts > 1) { /* the parts have run backward: add their sums, then reduce */
-        alig_pool_run(t->pool, sum_parts_, t);
+    if (t->n_parts > 1) {
+        for (int k = 0; k < t->n_parts; k++)
+            t->part_from[k] = m->n_reduce; /* nothing final yet */
+        t->sum_end = m->n_params;
+        /* with [run] overlap, buckets final in every part are reduced while backward runs */
+        m->grads_ready = reduce && cfg->overlap ? parts_ready_ : NULL;
+        m->grads_ready_ctx = t;
+        alig_pool_run(t->pool, backward_part_, &j);
+        alig_pool_run(t->pool, sum_parts_, t); /* the sums parts_ready_ has not added */
     } else {
         m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
         m->grads_ready_ctx = t;
@@ -831,6 +883,7 @@ void alig_trainer_free(alig_trainer_t *t)
     for (int k = 0; k + 1 < t->n_parts; k++)
         alig_model_free(&t->parts[k]);
     free(t->parts);
+    free(t->part_from);
     free(t->part_loss);
     free(t->part_correct);
     alig_model_free(&t->model);

@@ -153,29 +153,37 @@ END_TEST
 /*
  * Overlapping the gradient reduction with backward ([run] overlap) starts the same
  * bucketed reductions earlier, so the parameters must be the same bits with it on or
- * off, at 2 and 3 ranks. Tiny buckets (1 KiB) make every layer its own bucket.
+ * off, at 2 and 3 ranks, and at 2 ranks whose slices are split over 2 threads each
+ * ([run] parallel = batch: a bucket is reduced once every part has finished it).
+ * Tiny buckets (1 KiB) make every layer its own bucket.
  */
 START_TEST(overlap_on_and_off_give_the_same_bits)
 {
     const char *cfg = setup_(47, 9, "");
     char cmd[4096], pre[128], a[600], b[600];
-    for (int np = 2; np <= 3; np++) {
+    static const struct {
+        int np;
+        const char *threads;
+    } runs[] = {{2, "run.threads=1"}, {3, "run.threads=1"},
+                {2, "run.threads=2 run.parallel=batch"}};
+    for (int r = 0; r < 3; r++) {
+        int np = runs[r].np;
         mpirun_(pre, sizeof pre, np);
-        snprintf(a, sizeof a, "%s/ov-on-%d.bin", dir_, np);
-        snprintf(b, sizeof b, "%s/ov-off-%d.bin", dir_, np);
+        snprintf(a, sizeof a, "%s/ov-on-%d.bin", dir_, r);
+        snprintf(b, sizeof b, "%s/ov-off-%d.bin", dir_, r);
         snprintf(cmd, sizeof cmd,
-                 "%s %s/tests/mpi_steps %s %s run.max_steps=8 run.threads=1 run.overlap=true "
-                 "run.bucket_mb=0.001", pre, env_("ALIG_BUILD", "build"), cfg, a);
+                 "%s %s/tests/mpi_steps %s %s run.max_steps=8 %s run.overlap=true "
+                 "run.bucket_mb=0.001", pre, env_("ALIG_BUILD", "build"), cfg, a, runs[r].threads);
         ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
         snprintf(cmd, sizeof cmd,
-                 "%s %s/tests/mpi_steps %s %s run.max_steps=8 run.threads=1 run.overlap=false "
-                 "run.bucket_mb=0.001", pre, env_("ALIG_BUILD", "build"), cfg, b);
+                 "%s %s/tests/mpi_steps %s %s run.max_steps=8 %s run.overlap=false "
+                 "run.bucket_mb=0.001", pre, env_("ALIG_BUILD", "build"), cfg, b, runs[r].threads);
         ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
         long na, nb;
         float *pa = read_floats_(a, &na), *pb = read_floats_(b, &nb);
         ck_assert_int_eq(na, nb);
         ck_assert_msg(memcmp(pa, pb, sizeof(float) * (size_t)na) == 0,
-                      "np=%d: overlap on and off differ", np);
+                      "np=%d %s: overlap on and off differ", np, runs[r].threads);
         free(pa);
         free(pb);
     }

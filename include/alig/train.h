@@ -77,6 +77,8 @@ typedef struct {
     int n_parts;
     alig_model_t *parts;          /* (n_parts - 1) models sharing model.params */
     struct alig_pool *pool;
+    int64_t *part_from;           /* (n_parts) each part's grads are final from here on */
+    int64_t sum_end;              /* the parts' sums in grads[0, sum_end) are still to add */
     double *part_loss;            /* (n_parts) loss sum of each part's forward */
     int64_t *part_correct;        /* (n_parts) */
     char parallel_why[96];        /* how the mode was chosen, for the log */
