@@ -3,10 +3,12 @@
 # per-rank batch) of alig-train over a list of rank counts, into one CSV and a PNG
 # of speedup and efficiency against ideal.
 #
-#   launch/scaling.sh [-r "1 2 4"] [-b 128] [-s 100] [-c CONFIG] [-o OUT_DIR]
+#   launch/scaling.sh [-r "1 2 4"] [-b 128] [-s 100] [-n 1] [-c CONFIG] [-o OUT_DIR]
 #
 #   -r  rank counts (default "1 2")          -b  global batch at 1 rank (default 128)
 #   -s  steps per run (default 100)          -c  config (default launch/fashion-mnist-mlp.ini)
+#   -n  runs of each point (default 1): the sweep is repeated n times, interleaved, and
+#       each point reports the median samples/s and the step split of that median run
 #   -o  output directory (default runs/scaling)
 # Set MPIRUN to your launcher (default: launch/run.sh's mpirun, -np N appended);
 # on a cluster e.g. MPIRUN="srun --mpi=pmix -n".
@@ -14,11 +16,12 @@
 #          data,forward,backward,allreduce,optimizer (percent of step time, rank 0).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-ranks="1 2" batch=128 steps=100 cfg=$here/fashion-mnist-mlp.ini out=runs/scaling
-while getopts "r:b:s:c:o:" o; do
+ranks="1 2" batch=128 steps=100 reps=1 cfg=$here/fashion-mnist-mlp.ini out=runs/scaling
+while getopts "r:b:s:n:c:o:" o; do
     case $o in r) ranks=$OPTARG ;; b) batch=$OPTARG ;; s) steps=$OPTARG ;; c) cfg=$OPTARG ;;
-               o) out=$OPTARG ;; *) exit 2 ;; esac
+               n) reps=$OPTARG ;; o) out=$OPTARG ;; *) exit 2 ;; esac
 done
+case $reps in ''|*[!0-9]*|0) echo "scaling.sh: -n needs a positive integer" >&2; exit 2 ;; esac
 mkdir -p "$out"
 csv=$out/scaling.csv
 echo "mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,data,forward,backward,allreduce,optimizer" > "$csv"
@@ -27,17 +30,28 @@ launch() { # np config args...
     local np=$1; shift
     if [ -n "${MPIRUN:-}" ]; then $MPIRUN "$np" "$bin" "$@"; else ALIG_TRAIN=$bin "$here/run.sh" -np "$np" "$@"; fi
 }
+rate() { awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") v=$(i-1)} END {print v}' "$1"; }
+for ((r = 1; r <= reps; r++)); do # the whole sweep, reps times: drifts hit every point alike
+    for mode in strong weak; do
+        for p in $ranks; do
+            gb=$batch; [ $mode = weak ] && gb=$((batch * p))
+            launch "$p" "$cfg" --set run.max_steps="$steps" \
+                --set data.batch_size="$gb" --set eval.every=0 --set run.profile=true \
+                --set run.out_dir="$out/$mode-$p" --set checkpoint.resume=never \
+                --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$out/$mode-$p-$r.log" 2>&1
+            rm -rf "${out:?}/$mode-$p"
+        done
+    done
+done
 for mode in strong weak; do
     base=
     for p in $ranks; do
         gb=$batch; [ $mode = weak ] && gb=$((batch * p))
-        log=$out/$mode-$p.log
-        launch "$p" "$cfg" --set run.max_steps="$steps" \
-            --set data.batch_size="$gb" --set eval.every=0 --set run.profile=true \
-            --set run.out_dir="$out/$mode-$p" --set checkpoint.resume=never \
-            --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$log" 2>&1
-        rm -rf "${out:?}/$mode-$p"
-        sps=$(awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") v=$(i-1)} END {print v}' "$log")
+        # the median run of this point (the lower middle one for an even count)
+        log=$(for ((r = 1; r <= reps; r++)); do echo "$(rate "$out/$mode-$p-$r.log") $out/$mode-$p-$r.log"; done |
+              sort -g | awk -v k=$(((reps + 1) / 2)) 'NR == k {print $2}')
+        cp "$log" "$out/$mode-$p.log"
+        sps=$(rate "$log")
         prof=$(awk '/^profile/ {ms=$2; for (i=1;i<=NF;i++) if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}} END {print ms p}' "$log")
         [ -n "$base" ] || base=$sps
         # strong: speedup = rate/rate1, efficiency = speedup/p; weak: the same, per-rank work fixed
