@@ -71,6 +71,18 @@ static void part_ready_(void *ctx, int64_t from)
     __atomic_store_n((int64_t *)ctx, from, __ATOMIC_RELEASE);
 }
 
+/* [run] parallel = batch: add the other parts' gradient sums in [lo, hi) into
+ * model.grads, in part order. */
+static void add_parts_(alig_trainer_t *t, int64_t lo, int64_t hi)
+{
+    float *g = t->model.grads;
+    for (int k = 1; k < t->n_parts; k++) {
+        const float *gk = t->parts[k - 1].grads;
+        for (int64_t i = lo; i < hi; i++)
+            g[i] += gk[i];
+    }
+}
+
 /*
  * [run] parallel = batch with overlap, on the thread of part 0: a bucket
  * whose gradients are final in every part gets the other parts' sums added
@@ -89,12 +101,7 @@ static void parts_ready_(void *ctx, int64_t from)
     while (t->next_bucket < t->n_buckets && ready <= t->bucket_start[t->next_bucket]) {
         int b = t->next_bucket;
         int64_t lo = t->bucket_start[b], hi = b == 0 ? m->n_reduce : t->bucket_start[b - 1];
-        hi = hi < m->n_params ? hi : m->n_params;
-        for (int k = 1; k < t->n_parts; k++) {
-            const float *gk = t->parts[k - 1].grads;
-            for (int64_t i = lo; i < hi; i++)
-                m->grads[i] += gk[i];
-        }
+        add_parts_(t, lo, hi < m->n_params ? hi : m->n_params);
         t->sum_end = lo;
         grads_ready_(t, lo); /* starts bucket b */
     }
@@ -344,6 +351,15 @@ static alig_model_t *part_model_(alig_trainer_t *t, int k)
     return k == 0 ? &t->model : &t->parts[k - 1];
 }
 
+/* Forward of samples [a, b) of the job, already gathered into part k's input. */
+static void part_forward_(alig_trainer_t *t, int k, int64_t a, int64_t b)
+{
+    t->part_correct[k] = 0;
+    t->part_loss[k] = b > a ? alig_model_forward(part_model_(t, k), b - a, t->labels + a,
+                                                 &t->part_correct[k])
+                            : 0.0;
+}
+
 /* Part k of a training step, first half: gather its samples and run forward. */
 static void forward_part_(void *ctx, int k, int n_parts)
 {
@@ -359,9 +375,7 @@ static void forward_part_(void *ctx, int k, int n_parts)
     m->training = 1;
     m->noise_step = t->step;
     m->sample_ids = j->ids + a; /* dropout masks follow the dataset index, not the part */
-    t->part_correct[k] = 0;
-    t->part_loss[k] = b > a ? alig_model_forward(m, b - a, t->labels + a, &t->part_correct[k])
-                            : 0.0;
+    part_forward_(t, k, a, b);
 }
 
 /* Second half: backward into the part's own grads (part 0's hook is set by the step). */
@@ -373,19 +387,14 @@ static void backward_part_(void *ctx, int k, int n_parts)
     alig_model_backward(part_model_(j->t, k), b - a, j->t->labels + a);
 }
 
-/* Add the other parts' gradient sums in grads[0, sum_end) into model.grads in part order
- * (as parts_ready_ does for the buckets it reduced early); each thread takes a range. */
+/* The parts' sums in grads[0, sum_end), those parts_ready_ has not added; each thread
+ * takes a range. */
 static void sum_parts_(void *ctx, int tid, int n_threads)
 {
     alig_trainer_t *t = ctx;
     int64_t a, b;
     alig_batch_slice(t->sum_end, tid, n_threads, &a, &b);
-    float *g = t->model.grads;
-    for (int k = 1; k < t->n_parts; k++) {
-        const float *gk = t->parts[k - 1].grads;
-        for (int64_t i = a; i < b; i++)
-            g[i] += gk[i];
-    }
+    add_parts_(t, a, b);
 }
 
 /* Part k of an evaluation chunk: forward in evaluation mode, loss and correct count. */
@@ -401,9 +410,7 @@ static void eval_part_(void *ctx, int k, int n_parts)
     alig_dataset_gather(j->ds, t->eval_index + a, b - a, alig_model_input(m), t->labels + a);
     m->training = 0; /* bn running statistics, no dropout */
     m->sample_ids = NULL;
-    t->part_correct[k] = 0;
-    t->part_loss[k] = b > a ? alig_model_forward(m, b - a, t->labels + a, &t->part_correct[k])
-                            : 0.0;
+    part_forward_(t, k, a, b);
     m->training = 1;
 }
 
