@@ -211,7 +211,9 @@ void alig_col2im(float *col, int64_t ld, int c, int h, int w, int k, int s, int 
 static int64_t conv_chunk_(const alig_layer_t *l, int64_t max_batch)
 {
     int64_t pp = (int64_t)l->out_h * l->out_w, kk = (int64_t)l->in_c * l->k * l->k;
-    int64_t nb = (CONV_COLS + pp - 1) / pp;
+    /* a sample with half a GEMM's worth of columns goes alone: its GEMM writes the NCHW
+     * output directly (and backward reads dy in place), with no copies */
+    int64_t nb = 2 * pp >= CONV_COLS ? 1 : (CONV_COLS + pp - 1) / pp;
     if (nb > max_batch)
         nb = max_batch;
     while (nb > 1 && (kk + l->out_c) * nb * pp > CONV_MAX_FLOATS)
@@ -227,6 +229,17 @@ static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const fl
     for (int64_t s0 = 0; s0 < n; s0 += l->chunk) {
         int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
         float *col = m->col, *y = m->col + kk * ld;
+        if (l->chunk == 1) { /* Y (oc, pp) is the sample's NCHW output: bias, then += W . col */
+            float *o_s = out + s0 * l->out_dim;
+            alig_im2col(in + s0 * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad,
+                        l->out_h, l->out_w, col, pp);
+            for (int o = 0; o < oc; o++)
+                for (int64_t q = 0; q < pp; q++)
+                    o_s[o * pp + q] = l->b ? l->b[o] : 0.0f;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, (int)pp, (int)kk, 1.0f,
+                        l->w, (int)kk, col, (int)pp, 1.0f, o_s, (int)pp);
+            continue;
+        }
         for (int64_t j = 0; j < nb; j++)
             alig_im2col(in + (s0 + j) * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride,
                         l->pad, l->out_h, l->out_w, col + j * pp, ld);
@@ -253,11 +266,16 @@ static void conv_backward_(const alig_model_t *m, const alig_layer_t *l, const f
         memset(l->gb, 0, sizeof(float) * (size_t)oc);
     for (int64_t s0 = 0; s0 < n; s0 += l->chunk) {
         int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
-        float *col = m->col, *dy = m->col + kk * ld;
+        float *col = m->col;
+        const float *dy = m->col + kk * ld;
+        if (l->chunk == 1) /* the sample's NCHW gradient is dY (oc, pp) as it is */
+            dy = dout + s0 * l->out_dim;
         for (int64_t j = 0; j < nb; j++) {
             const float *d_s = dout + (s0 + j) * l->out_dim;
-            for (int o = 0; o < oc; o++)
-                memcpy(dy + o * ld + j * pp, d_s + o * pp, sizeof(float) * (size_t)pp);
+            if (l->chunk > 1)
+                for (int o = 0; o < oc; o++)
+                    memcpy(m->col + kk * ld + o * ld + j * pp, d_s + o * pp,
+                           sizeof(float) * (size_t)pp);
             alig_im2col(in + (s0 + j) * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride,
                         l->pad, l->out_h, l->out_w, col + j * pp, ld);
         }

@@ -86,13 +86,14 @@ START_TEST(conv_matches_naive_convolution)
         {"conv 2 k3 p2", 1, 3, 3, 2, 3, 1, 2, 1},
         {"conv 3 k5 p2", 2, 6, 7, 3, 5, 1, 2, 1},
     };
-    /* one chunk of 3 samples, then chunks of 2 and 1 */
-    for (size_t t = 0; t < 2 * sizeof cases / sizeof cases[0]; t++) {
-        const struct conv_case *cs = &cases[t / 2];
-        force_chunk_ = t % 2 ? 2 : 0;
+    /* one chunk of 3 samples; chunks of 2 and 1; one sample at a time (the GEMM writes
+     * the NCHW output in place) */
+    for (size_t t = 0; t < 3 * sizeof cases / sizeof cases[0]; t++) {
+        const struct conv_case *cs = &cases[t / 3];
+        force_chunk_ = (int64_t[]){0, 2, 1}[t % 3];
         alig_model_t m;
         build_(&m, cs->spec, cs->c, cs->h, cs->w, 3);
-        ck_assert_int_eq(m.layers[0].chunk, force_chunk_ ? 2 : 3);
+        ck_assert_int_eq(m.layers[0].chunk, force_chunk_ ? force_chunk_ : 3);
         const alig_layer_t *l = &m.layers[0];
         ck_assert_int_eq(l->kind, ALIG_LAYER_CONV);
         ck_assert_int_eq(m.tensors[0].ndim, 4);
@@ -371,10 +372,14 @@ END_TEST
 
 START_TEST(gradcheck_conv_chunks)
 {
-    /* 5 samples lowered 2 at a time: gW and gb accumulate over chunks, the last one partial */
+    /* 5 samples lowered 2 at a time: gW and gb accumulate over chunks, the last one
+     * partial; then 3 samples one at a time */
     force_chunk_ = 2;
     gradcheck_("conv 3 k3 p1, relu, conv 2 k3 s2 nobias, dense 3", 2, 6, 5, 5, 1, 1 << 20);
     gradcheck_("conv 2 k1, conv 2 k1 s2, dense 3", 3, 4, 4, 5, 1, 1 << 20);
+    /* one sample per GEMM: dY read in place from the NCHW gradient */
+    force_chunk_ = 1;
+    gradcheck_("conv 3 k3 p1, relu, conv 2 k3 s2 nobias, dense 3", 2, 6, 5, 3, 1, 1 << 20);
     force_chunk_ = 0;
 }
 END_TEST
