@@ -70,15 +70,17 @@ static void same_range_(int h, int w, int ki, int kj, int p, int *dy, int *dx, i
     (void)w;
 }
 
-/* Zero the a leading and b trailing entries of each of `rows` rows of w. */
+/* Zero the a leading and b trailing entries of each of `rows` rows of w. Column by
+ * column: a and b are at most the padding, and row by row gcc turns each into a
+ * memset call of one or two floats (3-4% of a CNN step). */
 static void zero_wrapped_(float *r, int rows, int w, int a, int b)
 {
-    for (int y = 0; y < rows; y++) {
-        for (int o = 0; o < a; o++)
+    for (int o = 0; o < a; o++)
+        for (int y = 0; y < rows; y++)
             r[(int64_t)y * w + o] = 0.0f;
-        for (int o = w - b; o < w; o++)
+    for (int o = w - b; o < w; o++)
+        for (int y = 0; y < rows; y++)
             r[(int64_t)y * w + o] = 0.0f;
-    }
 }
 
 static void im2col_same_(const float *x, int c, int h, int w, int k, int p, float *col, int64_t ld)
