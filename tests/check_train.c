@@ -293,6 +293,7 @@ START_TEST(batch_parallel_and_batch_norm)
     alig_trainer_free(&t);
     alig_comm_finalize(comm);
     remove_files_(&cfg);
+    alig_config_free(&cfg);
 }
 END_TEST
 
