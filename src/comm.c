@@ -2,6 +2,7 @@
  * comm.c -- MPI wrapper (alig/comm.h): reductions, agreement, thread setup.
  */
 #include "alig/comm.h"
+#include "alig/config.h"
 #include "alig/error.h"
 
 #include <cblas.h>
@@ -200,42 +201,59 @@ int alig_comm_check_identical(alig_comm_t *c, const void *buf, size_t bytes, con
 
 int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why_size)
 {
-    int threads;
-    const char *env = getenv("OPENBLAS_NUM_THREADS");
+    /* the CPUs of this rank's affinity mask, shared with the ranks on this node whose masks
+     * overlap it; collective on the node, so every rank takes part whatever it then uses */
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    int ncpu = 1;
+    if (sched_getaffinity(0, sizeof mine, &mine) == 0)
+        ncpu = CPU_COUNT(&mine);
+    int sharing = 1;
+    if (c->use_mpi && c->local_size > 1) {
+        cpu_set_t *masks = malloc(sizeof(cpu_set_t) * (size_t)c->local_size);
+        if (!masks)
+            alig_comm_abort(c, ALIG_E_MEMORY);
+        MPI_Allgather(&mine, sizeof mine, MPI_BYTE, masks, sizeof mine, MPI_BYTE, c->node);
+        sharing = 0;
+        for (int r = 0; r < c->local_size; r++) {
+            cpu_set_t both;
+            CPU_AND(&both, &mine, &masks[r]);
+            sharing += CPU_COUNT(&both) > 0;
+        }
+        free(masks);
+    }
+    const char *name = "OPENBLAS_NUM_THREADS", *env = getenv(name);
     if (!env || !*env)
-        env = getenv("OMP_NUM_THREADS");
+        name = "OMP_NUM_THREADS", env = getenv(name);
+    int threads;
     if (requested > 0) {
         threads = requested;
         snprintf(why, why_size, "set by [run] threads");
-    } else if (env && *env && atoi(env) > 0) {
-        threads = atoi(env);
-        snprintf(why, why_size, "set by the environment");
-    } else {
-        cpu_set_t mine;
-        CPU_ZERO(&mine);
-        int ncpu = 1;
-        if (sched_getaffinity(0, sizeof mine, &mine) == 0)
-            ncpu = CPU_COUNT(&mine);
-        /* ranks on this node whose masks overlap ours share those CPUs */
-        int sharing = 1;
-        if (c->use_mpi && c->local_size > 1) {
-            cpu_set_t *masks = malloc(sizeof(cpu_set_t) * (size_t)c->local_size);
-            if (!masks)
-                alig_comm_abort(c, ALIG_E_MEMORY);
-            MPI_Allgather(&mine, sizeof mine, MPI_BYTE, masks, sizeof mine, MPI_BYTE, c->node);
-            sharing = 0;
-            for (int r = 0; r < c->local_size; r++) {
-                cpu_set_t both;
-                CPU_AND(&both, &mine, &masks[r]);
-                sharing += CPU_COUNT(&both) > 0;
-            }
-            free(masks);
+    } else if (env && *env) {
+        char *end;
+        long v = strtol(env, &end, 10);
+        if (*end || v < 1 || v > ALIG_MAX_THREADS) {
+            alig_fail(ALIG_E_CONFIG,
+                      "environment %s=%s: expected an integer in [1, %d], the threads per rank "
+                      "(or unset it: [run] threads sets them too)",
+                      name, env, ALIG_MAX_THREADS);
+            return -1;
         }
+        threads = (int)v;
+        snprintf(why, why_size, "set by %s in the environment", name);
+    } else {
         threads = ncpu / (sharing > 0 ? sharing : 1);
         if (threads < 1)
             threads = 1;
         snprintf(why, why_size, "%d CPU(s) in the affinity mask shared by %d rank(s) on this node",
                  ncpu, sharing);
+        openblas_set_num_threads(threads);
+        return threads;
+    }
+    if (threads > ncpu) { /* explicit settings win, but say what they cost */
+        size_t used = strlen(why);
+        snprintf(why + used, why_size - used, "; more than the %d CPU(s) this rank may use, so "
+                 "threads share cores", ncpu);
     }
     openblas_set_num_threads(threads);
     return threads;

@@ -168,7 +168,17 @@ static int setup_parallel_(alig_trainer_t *t)
     if (!batch)
         return ALIG_OK;
 
-    int n = t->threads;
+    /* no more parts than the slice has samples: another part would only hold memory */
+    int n = t->threads < m->max_batch ? t->threads : (int)m->max_batch;
+    if (n < 2) {
+        snprintf(t->parallel_why, sizeof t->parallel_why, "a slice of one sample");
+        return ALIG_OK;
+    }
+    if (n < t->threads) {
+        size_t used = strlen(t->parallel_why);
+        snprintf(t->parallel_why + used, sizeof t->parallel_why - used,
+                 "; %d parts, as many as the slice has samples", n);
+    }
     int64_t part_batch = (m->max_batch + n - 1) / n;
     t->parts = alig_calloc((size_t)n - 1, sizeof *t->parts, "model copies");
     t->part_from = alig_calloc((size_t)n, sizeof *t->part_from, "per-thread progress");
@@ -302,6 +312,9 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     t->perm_epoch = -1;
     reset_stats_(&t->stats);
     t->threads = alig_comm_setup_threads(comm, cfg->threads, t->threads_why, sizeof t->threads_why);
+    int rc = alig_comm_agree(comm, t->threads < 1 ? ALIG_E_CONFIG : ALIG_OK);
+    if (rc)
+        return rc;
     const char *fault = getenv("ALIG_TEST_FAULT"); /* test hook, see alig/train.h */
     if (fault) {
         char kind[8];
@@ -315,7 +328,7 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
         }
     }
 
-    int rc = alig_comm_agree(comm, load_data_(t));
+    rc = alig_comm_agree(comm, load_data_(t));
     if (rc)
         return rc;
     rc = alig_comm_agree(comm, build_model_(t));

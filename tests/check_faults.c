@@ -346,6 +346,85 @@ START_TEST(launch_scripts_want_a_rank_count_after_np)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: OPENBLAS_NUM_THREADS=5000 bypassed [run] threads' cap of 1024
+ * (with parallel = batch the process grew until the kernel killed it), and garbage such
+ * as "abc" was ignored. Now each is a config error naming the variable.
+ */
+START_TEST(bad_thread_counts_from_the_environment_are_refused)
+{
+    setup_();
+    static const char *const cases[][2] = {
+        {"OPENBLAS_NUM_THREADS=5000", "environment OPENBLAS_NUM_THREADS=5000: expected an "
+                                      "integer in [1, 1024]"},
+        {"OPENBLAS_NUM_THREADS=abc", "environment OPENBLAS_NUM_THREADS=abc: expected"},
+        {"OPENBLAS_NUM_THREADS=2abc", "environment OPENBLAS_NUM_THREADS=2abc: expected"},
+        {"OPENBLAS_NUM_THREADS= OMP_NUM_THREADS=0", "environment OMP_NUM_THREADS=0: expected"},
+    };
+    char cmd[4096], want[256];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(cmd, sizeof cmd, "env %s %s/alig-train %s --set run.max_steps=1", cases[i][0],
+                 bin_(), cfg_);
+        int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+        ck_assert_msg(rc == 2, "%s: exit %d:\n%s", cases[i][0], rc, out_);
+        snprintf(want, sizeof want, "alig-train: config error: %s", cases[i][1]);
+        ck_assert_msg(count_(out_, want) == 1, "%s:\n%s", cases[i][0], out_);
+    }
+    /* a valid one is used, and [run] threads still wins over it */
+    snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS=3 %s/alig-train %s --set run.max_steps=1 "
+             "--set run.out_dir=%s/env3", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OPENBLAS_NUM_THREADS"), "%s", out_);
+    snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS=abc %s/alig-train %s --set "
+             "run.max_steps=1 --set run.threads=1 --set run.out_dir=%s/env1", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+}
+END_TEST
+
+/*
+ * Found by a new-user trial: launch/scaling.sh exited 2 with nothing on the terminal when
+ * a value or a run was bad (the reason was only in a per-run log), took -s 0 as "no step
+ * limit", and a sweep stopped midway left a checkpoint that made the next sweep with the
+ * same -o fail. Now bad values are refused with a message, a failed run prints its error,
+ * and each run starts from an empty run directory.
+ */
+START_TEST(scaling_sh_says_why_it_failed)
+{
+    setup_();
+    static const char *const bad[][2] = {
+        {"-s 0", "scaling.sh: -s needs a positive number of steps, got '0'"},
+        {"-r abc", "scaling.sh: -r: 'abc' is not a positive number of ranks"},
+        {"-r ''", "scaling.sh: -r needs a list of rank counts"},
+        {"-n 0", "scaling.sh: -n needs a positive integer, got '0'"},
+        {"-b x", "scaling.sh: -b needs a positive batch size, got 'x'"},
+        {"-c /nonexistent.ini", "scaling.sh: -c: cannot read config '/nonexistent.ini'"},
+    };
+    char cmd[4096];
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "launch/scaling.sh %s -o %s/sc-bad", bad[i][0], dir_);
+        int rc = test_run(cmd, 30, out_, sizeof out_, NULL);
+        ck_assert_msg(rc == 2, "%s: exit %d:\n%s", bad[i][0], rc, out_);
+        ck_assert_msg(strncmp(out_, bad[i][1], strlen(bad[i][1])) == 0 && strstr(out_, "usage:"),
+                      "%s:\n%s", bad[i][0], out_);
+    }
+    /* a run that fails (a global batch of 1 at 2 ranks) prints alig-train's error */
+    snprintf(cmd, sizeof cmd, "ALIG_TRAIN=%s/alig-train launch/scaling.sh -P -r '1 2' -b 1 -s 2 "
+             "-c %s -o %s/sc-fail", bin_(), cfg_, dir_);
+    int rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(strstr(out_, "scaling.sh: the strong run at 2 rank(s) failed (exit 2)") &&
+                      strstr(out_, "[data] batch_size = 1 is less than the number of ranks (2)"),
+                  "%s", out_);
+    /* a checkpoint left by a stopped sweep does not block the next one */
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/sc/strong-1 && touch %s/sc/strong-1/ckpt-00000003.h5 && "
+             "ALIG_TRAIN=%s/alig-train launch/scaling.sh -P -r 1 -b 12 -s 3 -c %s -o %s/sc",
+             dir_, dir_, bin_(), cfg_, dir_);
+    rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(strstr(out_, "\nweak,1,12,") != NULL, "%s", out_);
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -362,6 +441,8 @@ Suite *faults_suite(void)
     tcase_add_test(tc, run_sh_passes_a_stop_signal_on_and_exits_75);
     tcase_add_test(tc, corrupt_hdf5_metadata_is_one_error_line);
     tcase_add_test(tc, launch_scripts_want_a_rank_count_after_np);
+    tcase_add_test(tc, bad_thread_counts_from_the_environment_are_refused);
+    tcase_add_test(tc, scaling_sh_says_why_it_failed);
     suite_add_tcase(s, tc);
     return s;
 }

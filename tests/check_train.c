@@ -291,6 +291,15 @@ START_TEST(batch_parallel_and_batch_norm)
     ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
     ck_assert_int_eq(t.n_parts, 1);
     alig_trainer_free(&t);
+    /* no more parts than samples: 8 threads asked for, 4 samples */
+    cfg.batch_size = 4;
+    cfg.threads = 8;
+    cfg.parallel = ALIG_PARALLEL_BATCH;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(t.n_parts, 4);
+    ck_assert_ptr_nonnull(strstr(t.parallel_why, "4 parts"));
+    ck_assert_int_eq(alig_trainer_step(&t, NULL), ALIG_OK);
+    alig_trainer_free(&t);
     alig_comm_finalize(comm);
     remove_files_(&cfg);
     alig_config_free(&cfg);

@@ -71,9 +71,12 @@ uint64_t alig_hash64(const void *buf, size_t bytes);
  * Choose BLAS threads for this rank: `requested` > 0 wins; otherwise the
  * CPUs in this process's affinity mask divided among the ranks on this
  * node that share the same mask (so ranks x threads never exceeds the
- * cores). OPENBLAS_NUM_THREADS/OMP_NUM_THREADS set in the environment
- * count as requested. Sets OpenBLAS's thread count and returns it; *why
- * gets a short explanation for the start-up log.
+ * cores). OPENBLAS_NUM_THREADS (else OMP_NUM_THREADS) set in the
+ * environment counts as requested. Sets OpenBLAS's thread count and
+ * returns it; *why gets a short explanation for the start-up log (which
+ * notes an explicit count above the CPUs this rank may use). Returns -1
+ * (message set, ALIG_E_CONFIG) for an environment value that is not an
+ * integer in [1, ALIG_MAX_THREADS]. Collective over the node's ranks.
  */
 int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why_size);
 

@@ -81,7 +81,7 @@ typedef struct {
     int64_t sum_end;              /* the parts' sums in grads[0, sum_end) are still to add */
     double *part_loss;            /* (n_parts) loss sum of each part's forward */
     int64_t *part_correct;        /* (n_parts) */
-    char parallel_why[96];        /* how the mode was chosen, for the log */
+    char parallel_why[160];       /* how the mode was chosen, for the log */
     char threads_why[160];        /* how that number was chosen, for the log */
     volatile sig_atomic_t *stop_signal; /* set asynchronously (e.g. SIGTERM); may be NULL */
     int stop_requested;           /* some rank saw stop_signal at the last step */
