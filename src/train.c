@@ -863,12 +863,16 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
                 .samples_per_s = (double)s->samples / s->seconds, .skipped = s->skipped,
                 .peak_rss_mb = rss_mb};
             alig_metrics_epoch(&t->metrics, &row);
+            char test[64] = "test not evaluated"; /* no test set, or not this epoch */
+            if (!isnan(test_loss) || !isnan(test_acc))
+                snprintf(test, sizeof test, "test loss %.4f acc %6.2f%%", test_loss,
+                         100.0 * test_acc);
             fprintf(log,
-                    "epoch %3lld%s  train loss %.4f acc %6.2f%%  test loss %.4f acc %6.2f%%  "
+                    "epoch %3lld%s  train loss %.4f acc %6.2f%%  %s  "
                     "step mean %.4g [%.3g, %.3g] clipped %5.1f%%  %.0f samples/s  %.1f s  "
                     "peak RSS %.0f MiB%s\n",
                     (long long)epoch + 1, epoch_done ? "" : "*", s->loss_sum / (double)s->samples,
-                    100.0 * (double)s->correct / (double)s->samples, test_loss, 100.0 * test_acc,
+                    100.0 * (double)s->correct / (double)s->samples, test,
                     s->step_sum / (double)s->steps, s->step_min, s->step_max,
                     100.0 * (double)s->clipped / (double)s->steps,
                     (double)s->samples / s->seconds, alig_time() - t_start, rss_mb, skipped);

@@ -425,6 +425,20 @@ START_TEST(scaling_sh_says_why_it_failed)
 }
 END_TEST
 
+/* Found by a new-user trial: with no evaluation the epoch line read "test loss nan acc nan%". */
+START_TEST(an_epoch_without_evaluation_says_so)
+{
+    setup_();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set run.epochs=1 --set run.out_dir=%s/noeval",
+             bin_(), cfg_, dir_); /* the config has no test set */
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(strstr(out_, "acc") && strstr(out_, "%  test not evaluated  step mean") &&
+                      !strstr(out_, "nan"),
+                  "%s", out_);
+}
+END_TEST
+
 Suite *faults_suite(void)
 {
     Suite *s = suite_create("faults");
@@ -443,6 +457,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, launch_scripts_want_a_rank_count_after_np);
     tcase_add_test(tc, bad_thread_counts_from_the_environment_are_refused);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
+    tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);
     return s;
 }
