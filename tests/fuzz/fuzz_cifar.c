@@ -13,10 +13,15 @@
 
 static char path_[64];
 
+/* the scratch file goes when libFuzzer exits (-max_total_time ends with exit()) */
+static void cleanup_(void) { unlink(path_); }
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!path_[0])
+    if (!path_[0]) {
         snprintf(path_, sizeof path_, "/dev/shm/alig-fuzz-cifar-%d.bin", (int)getpid());
+        atexit(cleanup_);
+    }
     FILE *f = fopen(path_, "wb");
     if (!f)
         abort();
