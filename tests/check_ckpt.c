@@ -1023,6 +1023,34 @@ START_TEST(elastic_resume_4_ranks_to_2_and_3)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: resuming with another thread count said nothing, although
+ * bitwise-exact resume needs the same one. The checkpoint now records rank 0's threads
+ * and parts; a resume with others warns (and still matches to rounding), the same ones
+ * do not.
+ */
+START_TEST(resume_with_other_threads_warns)
+{
+    scratch_();
+    make_data_(N_SAMPLES);
+    write_config_("");
+    char args[2048];
+    snprintf(args, sizeof args, "--set run.out_dir=%s/th --set run.max_steps=10 --set "
+             "run.threads=2 --set run.parallel=batch", dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "--set run.out_dir=%s/th --set run.max_steps=12 --set "
+             "run.threads=2 --set run.parallel=batch", dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    ck_assert_msg(strstr(out_, "resumed from") && !strstr(out_, "thread(s) per rank"), "%s", out_);
+    snprintf(args, sizeof args, "--set run.out_dir=%s/th --set run.max_steps=14 --set "
+             "run.threads=1", dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    ck_assert_msg(strstr(out_, "ckpt-00000012.h5 was written with 2 thread(s) per rank (2 "
+                               "part(s) per slice), this run has 1 (1)"),
+                  "%s", out_);
+}
+END_TEST
+
 /* Long run in the background; once it trains, `signal_cmd` (sh, with $mp =
  * mpirun's pid); prints rank-exit=N per rank, mpirun-exit=N and ms=N. Each
  * rank runs in `sh -c` to report its exit status; that sh ignores SIGUSR1
@@ -1391,6 +1419,7 @@ Suite *ckpt_suite(void)
     tcase_add_test(tc, resume_mid_epoch_is_bitwise_identical);
     tcase_add_test(tc, adam_resume_is_bitwise_identical);
     tcase_add_test(tc, elastic_resume_4_ranks_to_2_and_3);
+    tcase_add_test(tc, resume_with_other_threads_warns);
     tcase_add_test(tc, sigterm_to_one_rank_checkpoints_and_exits_75_then_resumes_exactly);
     tcase_add_test(tc, sigusr1_to_mpirun_is_forwarded_and_checkpoints);
     tcase_add_test(tc, kill_9_during_a_write_keeps_the_previous_checkpoint);
