@@ -603,12 +603,11 @@ static int resume_(alig_trainer_t *t, FILE *log)
                   "global batch (%d) and data order; results match an uninterrupted run only to "
                   "floating-point rounding",
                   chosen, info.world_size, world, cfg->batch_size);
-        int parts = t->n_parts > 1 ? t->n_parts : 1;
-        if (info.threads > 0 && (info.threads != t->threads || info.parts != parts))
+        if (info.threads > 0 && (info.threads != t->threads || info.parts != t->n_parts))
             warn_("%s was written with %d thread(s) per rank (%d part(s) per slice), this run "
                   "has %d (%d): the trajectory continues, but its sums are added in another "
                   "order, so it matches an uninterrupted run only to floating-point rounding",
-                  chosen, info.threads, info.parts, t->threads, parts);
+                  chosen, info.threads, info.parts, t->threads, t->n_parts);
         if (info.seed != cfg->seed || info.batch_size != cfg->batch_size ||
             info.train_samples != t->train.n || info.batches_per_epoch != t->batches_per_epoch)
             warn_("%s was written with seed %" PRIu64 ", batch_size %d and %lld training samples; "

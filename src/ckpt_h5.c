@@ -445,7 +445,7 @@ static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
                 attr_u64_(g, "seed", cfg->seed) < 0 ||
                 attr_i64_(g, "world_size", alig_comm_size(t->comm)) < 0 ||
                 attr_i64_(g, "threads_per_rank", t->threads) < 0 ||
-                attr_i64_(g, "parts_per_rank", t->n_parts > 1 ? t->n_parts : 1) < 0 ||
+                attr_i64_(g, "parts_per_rank", t->n_parts) < 0 ||
                 attr_i64_(g, "batch_size", cfg->batch_size) < 0 ||
                 attr_f64_(g, "stats_loss_sum", s->loss_sum) < 0 ||
                 attr_i64_(g, "stats_correct", s->correct) < 0 ||
@@ -908,11 +908,9 @@ static int read_body_(hid_t file, const char *path, const alig_model_t *m, float
     /* rank 0's threads and parts ([run] parallel = batch) at save time: only for a
      * warning on resume, so files written before they were stored leave them 0 */
     int64_t threads = 0, parts = 0;
-    if (H5Aexists(g, "threads_per_rank") > 0 &&
-        attr_read_(g, "threads_per_rank", H5T_NATIVE_INT64, &threads) != 1)
+    if (attr_read_(g, "threads_per_rank", H5T_NATIVE_INT64, &threads) != 1)
         threads = 0;
-    if (H5Aexists(g, "parts_per_rank") > 0 &&
-        attr_read_(g, "parts_per_rank", H5T_NATIVE_INT64, &parts) != 1)
+    if (attr_read_(g, "parts_per_rank", H5T_NATIVE_INT64, &parts) != 1)
         parts = 0;
     info->threads = threads > 0 && threads <= ALIG_MAX_THREADS ? (int)threads : 0;
     info->parts = parts > 0 && parts <= ALIG_MAX_THREADS ? (int)parts : 0;

@@ -18,7 +18,8 @@ alig_pool_t *alig_pool_create(int n);
 
 int alig_pool_size(const alig_pool_t *p);
 
-/* Run fn on all threads of the team and wait for them; not reentrant. */
+/* Run fn on all threads of the team and wait for them; not reentrant. With p NULL,
+ * fn(ctx, 0, 1) runs on the caller. */
 void alig_pool_run(alig_pool_t *p, alig_pool_fn fn, void *ctx);
 
 /* Stop and join the workers. NULL is a no-op. */

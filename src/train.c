@@ -71,8 +71,7 @@ static void part_ready_(void *ctx, int64_t from)
     __atomic_store_n((int64_t *)ctx, from, __ATOMIC_RELEASE);
 }
 
-/* [run] parallel = batch: add the other parts' gradient sums in [lo, hi) into
- * model.grads, in part order. */
+/* Add the other parts' gradient sums in [lo, hi) into model.grads, in part order. */
 static void add_parts_(alig_trainer_t *t, int64_t lo, int64_t hi)
 {
     float *g = t->model.grads;
@@ -84,10 +83,11 @@ static void add_parts_(alig_trainer_t *t, int64_t lo, int64_t hi)
 }
 
 /*
- * [run] parallel = batch with overlap, on the thread of part 0: a bucket
- * whose gradients are final in every part gets the other parts' sums added
- * (by this thread) and its reduction started. Buckets are final from the
- * end of the buffer towards its start, in every part.
+ * model->grads_ready hook with [run] overlap, on the thread of part 0: a
+ * bucket whose gradients are final in every part gets the other parts' sums
+ * added (by this thread; none with one part) and its reduction started.
+ * Buckets are final from the end of the buffer towards its start, in every
+ * part.
  */
 static void parts_ready_(void *ctx, int64_t from)
 {
@@ -129,7 +129,8 @@ static int model_error_(const alig_config_t *cfg, int rc)
  * with `blas`, one forward/backward whose GEMMs use all the BLAS threads.
  * `auto` takes batch when there are several threads, no batch-norm layer
  * (its batch statistics would depend on the split) and at least
- * ALIG_MIN_PART samples per thread.
+ * ALIG_MIN_PART samples per thread. Otherwise the step runs as one part,
+ * the model itself, through the same part jobs (and no pool).
  */
 static int setup_parallel_(alig_trainer_t *t)
 {
@@ -141,7 +142,6 @@ static int setup_parallel_(alig_trainer_t *t)
             bn = m->layers[i].name;
     int64_t per_part = m->max_batch / t->threads;
     int batch = 0;
-    t->n_parts = 1;
     if (cfg->parallel == ALIG_PARALLEL_BATCH && bn) {
         char origin[ALIG_PATH_MAX + 64];
         alig_config_origin(cfg, "run.parallel", origin, sizeof origin);
@@ -165,27 +165,27 @@ static int setup_parallel_(alig_trainer_t *t)
                  "auto: fewer than %d samples per thread", ALIG_MIN_PART);
     else
         batch = 1, snprintf(t->parallel_why, sizeof t->parallel_why, "auto");
-    if (!batch)
-        return ALIG_OK;
 
-    /* no more parts than the slice has samples: another part would only hold memory */
-    int n = t->threads < m->max_batch ? t->threads : (int)m->max_batch;
-    if (n < 2) {
+    /* one part (the model itself) unless batch; no more parts than the slice has samples:
+     * another part would only hold memory */
+    int n = !batch ? 1 : t->threads < m->max_batch ? t->threads : (int)m->max_batch;
+    if (batch && n < 2)
         snprintf(t->parallel_why, sizeof t->parallel_why, "a slice of one sample");
-        return ALIG_OK;
-    }
-    if (n < t->threads) {
+    else if (batch && n < t->threads) {
         size_t used = strlen(t->parallel_why);
         snprintf(t->parallel_why + used, sizeof t->parallel_why - used,
                  "; %d parts, as many as the slice has samples", n);
     }
-    int64_t part_batch = (m->max_batch + n - 1) / n;
-    t->parts = alig_calloc((size_t)n - 1, sizeof *t->parts, "model copies");
+    t->n_parts = 1;
     t->part_from = alig_calloc((size_t)n, sizeof *t->part_from, "per-thread progress");
     t->part_loss = alig_calloc((size_t)n, sizeof *t->part_loss, "per-thread sums");
     t->part_correct = alig_calloc((size_t)n, sizeof *t->part_correct, "per-thread sums");
-    if (!t->parts || !t->part_from || !t->part_loss || !t->part_correct)
+    t->parts = n > 1 ? alig_calloc((size_t)n - 1, sizeof *t->parts, "model copies") : NULL;
+    if (!t->part_from || !t->part_loss || !t->part_correct || (n > 1 && !t->parts))
         return ALIG_E_MEMORY;
+    if (n == 1) /* no pool: alig_pool_run calls the job on this thread */
+        return ALIG_OK;
+    int64_t part_batch = (m->max_batch + n - 1) / n;
     for (int k = 0; k < n - 1; k++) {
         int rc = alig_model_build(&t->parts[k], m->spec, m->in_c, m->in_h, m->in_w, 0, part_batch);
         if (rc)
@@ -349,7 +349,7 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     return ALIG_OK;
 }
 
-/* [run] parallel = batch: one step's (or one evaluation chunk's) work for the pool */
+/* One step's (or one evaluation chunk's) work, split over the parts by the pool */
 struct part_job_ {
     alig_trainer_t *t;
     const alig_dataset_t *ds; /* evaluation: the dataset; NULL for a training step */
@@ -441,32 +441,20 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     int64_t lo, hi;
     alig_batch_slice(n, alig_comm_rank(t->comm), alig_comm_size(t->comm), &lo, &hi);
     int64_t local = hi - lo;
-    int64_t correct = 0;
-    double loss_sum = 0.0, t1, t2;
     int world = alig_comm_size(t->comm), reduce = world > 1;
+    /* bn running statistics before this step, restored if the step is skipped */
+    if (m->n_state > 0)
+        memcpy(t->state_before, m->state, sizeof(float) * (size_t)m->n_state);
+    /* every part's gather and forward (one part, on this thread, unless [run] parallel = batch) */
     struct part_job_ j = {.t = t, .ids = t->perm + start + lo, .n = local};
-    if (t->n_parts > 1) { /* [run] parallel = batch: every part's forward */
-        alig_pool_run(t->pool, forward_part_, &j);
-        for (int k = 0; k < t->n_parts; k++) {
-            loss_sum += t->part_loss[k];
-            correct += t->part_correct[k];
-        }
-        t1 = j.t_data;
-        t2 = alig_time();
-    } else {
-        alig_dataset_gather_augmented(&t->train, t->perm + start + lo, local,
-                                      alig_model_input(m), t->labels, &t->aug, t->epoch);
-        t1 = alig_time();
-        /* bn running statistics before this step, restored if the step is skipped */
-        if (m->n_state > 0)
-            memcpy(t->state_before, m->state, sizeof(float) * (size_t)m->n_state);
-        /* training mode: bn batch statistics, dropout masks keyed by (step, dataset index) */
-        m->training = 1;
-        m->noise_step = t->step;
-        m->sample_ids = t->perm + start + lo;
-        loss_sum = local ? alig_model_forward(m, local, t->labels, &correct) : 0.0;
-        t2 = alig_time();
+    alig_pool_run(t->pool, forward_part_, &j);
+    int64_t correct = 0;
+    double loss_sum = 0.0;
+    for (int k = 0; k < t->n_parts; k++) {
+        loss_sum += t->part_loss[k];
+        correct += t->part_correct[k];
     }
+    double t1 = j.t_data, t2 = alig_time();
 
     if (t->fault_kind && t->step + 1 == t->fault_step &&
         alig_comm_rank(t->comm) == t->fault_rank) {
@@ -497,20 +485,15 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     /* backward; with [run] overlap the buckets' reductions start as their layers finish,
      * otherwise the same reductions start after it: the same sums either way */
     t->next_bucket = 0;
-    if (t->n_parts > 1) {
-        for (int k = 0; k < t->n_parts; k++)
-            t->part_from[k] = m->n_reduce; /* nothing final yet */
-        t->sum_end = m->n_params;
-        /* with [run] overlap, buckets final in every part are reduced while backward runs */
-        m->grads_ready = reduce && cfg->overlap ? parts_ready_ : NULL;
-        m->grads_ready_ctx = t;
-        alig_pool_run(t->pool, backward_part_, &j);
+    for (int k = 0; k < t->n_parts; k++)
+        t->part_from[k] = m->n_reduce; /* nothing final yet */
+    t->sum_end = m->n_params;
+    /* with [run] overlap, buckets final in every part are reduced while backward runs */
+    m->grads_ready = reduce && cfg->overlap ? parts_ready_ : NULL;
+    m->grads_ready_ctx = t;
+    alig_pool_run(t->pool, backward_part_, &j);
+    if (t->n_parts > 1)
         alig_pool_run(t->pool, sum_parts_, t); /* the sums parts_ready_ has not added */
-    } else {
-        m->grads_ready = reduce && cfg->overlap ? grads_ready_ : NULL;
-        m->grads_ready_ctx = t;
-        alig_model_backward(m, local, t->labels);
-    }
     double t3 = alig_time();
     if (reduce) {
         grads_ready_(t, 0);
@@ -607,11 +590,9 @@ advance:
 void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *loss,
                            double *accuracy)
 {
-    alig_model_t *m = &t->model;
+    const alig_model_t *m = &t->model;
     int64_t eb = t->cfg->eval_batch_size;
     double sums[3] = {0.0, 0.0, 0.0}; /* loss, correct, count */
-    m->training = 0; /* bn running statistics, no dropout */
-    m->sample_ids = NULL;
     for (int64_t start = 0; start < ds->n; start += eb) {
         int64_t n = ds->n - start < eb ? ds->n - start : eb;
         int64_t lo, hi;
@@ -619,26 +600,16 @@ void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *
         int64_t local = hi - lo;
         for (int64_t c0 = 0; c0 < local; c0 += m->max_batch) { /* chunks the model holds */
             int64_t k = local - c0 < m->max_batch ? local - c0 : m->max_batch;
-            if (t->n_parts > 1) { /* [run] parallel = batch: the chunk split as a step's slice */
-                struct part_job_ j = {.t = t, .ds = ds, .first = start + lo + c0, .n = k};
-                alig_pool_run(t->pool, eval_part_, &j);
-                for (int p = 0; p < t->n_parts; p++) {
-                    sums[0] += t->part_loss[p];
-                    sums[1] += (double)t->part_correct[p];
-                }
-                sums[2] += (double)k;
-                continue;
+            /* the chunk split over the parts as a step's slice is */
+            struct part_job_ j = {.t = t, .ds = ds, .first = start + lo + c0, .n = k};
+            alig_pool_run(t->pool, eval_part_, &j);
+            for (int p = 0; p < t->n_parts; p++) {
+                sums[0] += t->part_loss[p];
+                sums[1] += (double)t->part_correct[p];
             }
-            for (int64_t i = 0; i < k; i++) /* evaluation reads in file order */
-                t->eval_index[i] = start + lo + c0 + i;
-            alig_dataset_gather(ds, t->eval_index, k, alig_model_input(m), t->labels);
-            int64_t correct = 0;
-            sums[0] += alig_model_forward(m, k, t->labels, &correct);
-            sums[1] += (double)correct;
             sums[2] += (double)k;
         }
     }
-    m->training = 1;
     alig_comm_allreduce_sum_d(t->comm, sums, 3);
     *loss = sums[2] > 0 ? sums[0] / sums[2] : NAN;
     *accuracy = sums[2] > 0 ? sums[1] / sums[2] : NAN;

@@ -72,11 +72,11 @@ typedef struct {
     /* [run] parallel = batch: each step's local slice is cut into n_parts parts
      * (alig_batch_slice), part 0 run by model on this thread and part k by
      * parts[k - 1] on a worker of `pool`, all with one BLAS thread; their gradient
-     * sums are added in part order. n_parts = 1: one forward/backward whose GEMMs
-     * use `threads` BLAS threads. */
-    int n_parts;
+     * sums are added in part order. n_parts = 1 (otherwise): the same jobs run once,
+     * on this thread, whose GEMMs use `threads` BLAS threads. */
+    int n_parts;                  /* >= 1 after alig_trainer_init */
     alig_model_t *parts;          /* (n_parts - 1) models sharing model.params */
-    struct alig_pool *pool;
+    struct alig_pool *pool;       /* NULL when n_parts = 1 */
     int64_t *part_from;           /* (n_parts) each part's grads are final from here on */
     int64_t sum_end;              /* the parts' sums in grads[0, sum_end) are still to add */
     double *part_loss;            /* (n_parts) loss sum of each part's forward */
