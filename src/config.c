@@ -897,15 +897,20 @@ int alig_config_signals(const alig_config_t *cfg, int *sigs, int max)
     return n;
 }
 
-const char *alig_config_origin(const alig_config_t *cfg, const char *key, char *buf, size_t size)
+/* Index in keys[] of "section.key", or -1. */
+static int find_dotted_(const char *key)
 {
     const char *dot = strchr(key, '.');
-    int i = -1;
-    if (dot && dot - key < 32) {
-        char section[32];
-        snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
-        i = find_key(section, dot + 1);
-    }
+    if (!dot || dot - key >= 32)
+        return -1;
+    char section[32];
+    snprintf(section, sizeof section, "%.*s", (int)(dot - key), key);
+    return find_key(section, dot + 1);
+}
+
+const char *alig_config_origin(const alig_config_t *cfg, const char *key, char *buf, size_t size)
+{
+    int i = find_dotted_(key);
     int origin = i >= 0 ? cfg->origin[i] : 0;
     const char *file = cfg->path[0] ? cfg->path : cfg->source;
     if (origin == ALIG_ORIGIN_SET)
@@ -933,10 +938,7 @@ static const char *where_(const alig_config_t *cfg, char *buf, size_t size,
     char one[ALIG_PATH_MAX + 64], seen[4][ALIG_PATH_MAX + 64];
     int n_seen = 0;
     for (int k = 0; involved[k]; k++) {
-        const char *dot = strchr(involved[k], '.');
-        char section[32];
-        snprintf(section, sizeof section, "%.*s", dot ? (int)(dot - involved[k]) : 0, involved[k]);
-        int i = dot ? find_key(section, dot + 1) : -1;
+        int i = find_dotted_(involved[k]);
         if (i < 0 || cfg->origin[i] == 0)
             continue;
         alig_config_origin(cfg, involved[k], one, sizeof one);

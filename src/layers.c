@@ -235,9 +235,11 @@ static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const fl
             float *o_s = out + s0 * l->out_dim;
             alig_im2col(in + s0 * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad,
                         l->out_h, l->out_w, col, pp);
-            for (int o = 0; o < oc; o++)
+            for (int o = 0; o < oc; o++) {
+                float b = l->b ? l->b[o] : 0.0f;
                 for (int64_t q = 0; q < pp; q++)
-                    o_s[o * pp + q] = l->b ? l->b[o] : 0.0f;
+                    o_s[o * pp + q] = b;
+            }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, (int)pp, (int)kk, 1.0f,
                         l->w, (int)kk, col, (int)pp, 1.0f, o_s, (int)pp);
             continue;
@@ -268,16 +270,15 @@ static void conv_backward_(const alig_model_t *m, const alig_layer_t *l, const f
         memset(l->gb, 0, sizeof(float) * (size_t)oc);
     for (int64_t s0 = 0; s0 < n; s0 += l->chunk) {
         int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
-        float *col = m->col;
-        const float *dy = m->col + kk * ld;
-        if (l->chunk == 1) /* the sample's NCHW gradient is dY (oc, pp) as it is */
-            dy = dout + s0 * l->out_dim;
+        /* dY (oc, ld): gathered after col from the chunk's NCHW gradients, or with one
+         * sample per chunk that sample's gradient as it is */
+        float *col = m->col, *gather = l->chunk > 1 ? m->col + kk * ld : NULL;
+        const float *dy = gather ? gather : dout + s0 * l->out_dim;
         for (int64_t j = 0; j < nb; j++) {
             const float *d_s = dout + (s0 + j) * l->out_dim;
-            if (l->chunk > 1)
+            if (gather)
                 for (int o = 0; o < oc; o++)
-                    memcpy(m->col + kk * ld + o * ld + j * pp, d_s + o * pp,
-                           sizeof(float) * (size_t)pp);
+                    memcpy(gather + o * ld + j * pp, d_s + o * pp, sizeof(float) * (size_t)pp);
             alig_im2col(in + (s0 + j) * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride,
                         l->pad, l->out_h, l->out_w, col + j * pp, ld);
         }

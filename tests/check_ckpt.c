@@ -483,11 +483,8 @@ START_TEST(damaged_metadata_leaves_no_handle_open)
     snprintf(good, sizeof good, "%s/good.h5", dir_);
     snprintf(path, sizeof path, "%s/x.h5", dir_);
     small_ckpt_(good);
-    FILE *f = fopen(good, "rb");
-    ck_assert_ptr_nonnull(f);
     static unsigned char img[1 << 18];
-    size_t n = fread(img, 1, sizeof img, f);
-    fclose(f);
+    size_t n = test_read_bytes(good, img, sizeof img);
     ck_assert(n > 4096 && n < sizeof img);
     alig_model_t m;
     ck_assert_int_eq(alig_model_build(&m, LAYERS, 1, 6, 6, 5, 1), ALIG_OK);

@@ -122,10 +122,8 @@ START_TEST(idx_rejects_corrupt_gzip)
     uint32_t dims[1] = {1000};
     const char *p = tmp_("c.gz");
     ck_assert_int_eq(test_write_idx(p, 1, dims, data, 1), 0);
-    FILE *f = fopen(p, "rb");
     uint8_t buf[4096];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
+    size_t n = test_read_bytes(p, buf, sizeof buf);
     /* cut the compressed stream in the middle */
     test_write_bytes(p, buf, n / 2);
     alig_idx_t idx;
@@ -155,10 +153,8 @@ START_TEST(gzip_errors_name_the_file_once)
     uint32_t dims[1] = {1000};
     const char *p = tmp_("crc.gz");
     ck_assert_int_eq(test_write_idx(p, 1, dims, data, 1), 0);
-    FILE *f = fopen(p, "rb");
     uint8_t buf[8192];
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
+    size_t n = test_read_bytes(p, buf, sizeof buf);
     buf[n - 8] ^= 0xff; /* the CRC-32 of the trailer */
     test_write_bytes(p, buf, n);
     char want[700];
@@ -173,9 +169,7 @@ START_TEST(gzip_errors_name_the_file_once)
     ck_assert_ptr_nonnull(g);
     ck_assert_int_eq(gzwrite(g, data, sizeof data), (int)sizeof data);
     ck_assert_int_eq(gzclose(g), Z_OK);
-    f = fopen(p, "rb");
-    n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
+    n = test_read_bytes(p, buf, sizeof buf);
     buf[n - 8] ^= 0xff;
     test_write_bytes(p, buf, n);
     alig_dataset_t ds;

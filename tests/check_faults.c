@@ -241,10 +241,7 @@ END_TEST
 static void damage_object_header_(const char *path, int k)
 {
     static unsigned char buf[1 << 20];
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    size_t n = fread(buf, 1, sizeof buf, f);
-    fclose(f);
+    size_t n = test_read_bytes(path, buf, sizeof buf);
     size_t at = 0;
     int seen = -1;
     for (size_t i = 0; i + 4 <= n && seen < k; i++)

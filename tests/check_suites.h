@@ -35,6 +35,10 @@ int test_write_idx(const char *path, int ndim, const uint32_t *dims, const uint8
 /* Write raw bytes to a file. 0 on success. */
 int test_write_bytes(const char *path, const void *data, size_t n);
 
+/* Read up to cap bytes of a file into buf (the test fails if it cannot be opened);
+ * returns the number read. */
+size_t test_read_bytes(const char *path, void *buf, size_t cap);
+
 /*
  * Write DIR/PREFIX-images.idx (n, h, w) and DIR/PREFIX-labels.idx (n):
  * label i % classes, pixels noise plus a bright band whose position encodes

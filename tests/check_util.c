@@ -52,6 +52,15 @@ int test_write_bytes(const char *path, const void *data, size_t n)
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+size_t test_read_bytes(const char *path, void *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot read %s", path);
+    size_t n = fread(buf, 1, cap, f);
+    fclose(f);
+    return n;
+}
+
 int test_make_dataset(const char *dir, const char *prefix, int n, int h, int w, int classes,
                       unsigned seed)
 {
