@@ -216,6 +216,18 @@ static void choice_list(const char *const *choices, char *buf, size_t n)
     }
 }
 
+/* The shortest decimal that reads back as exactly v: --print-config writes
+ * 0.2, not 0.20000000000000001, and its output still parses to the same bits. */
+static const char *num_text(char *buf, size_t n, double v)
+{
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(buf, n, "%.*g", digits, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
+    return buf;
+}
+
 /* What a key accepts, as in "expected <this>". */
 static void describe(const struct key *k, char *buf, size_t n)
 {
@@ -236,11 +248,14 @@ static void describe(const struct key *k, char *buf, size_t n)
         break;
     case K_NUM: {
         const char *none = k->none_ok ? "none or " : "";
+        char lo[32], hi[32];
         if (isinf(k->hi))
-            snprintf(buf, n, "%sa number %s %.17g", none, k->lo_open ? ">" : ">=", k->lo);
+            snprintf(buf, n, "%sa number %s %s", none, k->lo_open ? ">" : ">=",
+                     num_text(lo, sizeof lo, k->lo));
         else
-            snprintf(buf, n, "%sa number in %c%.17g, %.17g%c", none, k->lo_open ? '(' : '[', k->lo,
-                     k->hi, k->hi_open ? ')' : ']');
+            snprintf(buf, n, "%sa number in %c%s, %s%c", none, k->lo_open ? '(' : '[',
+                     num_text(lo, sizeof lo, k->lo), num_text(hi, sizeof hi, k->hi),
+                     k->hi_open ? ')' : ']');
         break;
     }
     case K_STR:
@@ -1100,11 +1115,12 @@ void alig_config_write(FILE *f, const alig_config_t *cfg)
         }
         case K_NUM: {
             double v;
+            char text[32];
             memcpy(&v, field, sizeof v);
             if (k->none_ok && (isnan(v) || isinf(v)))
                 fprintf(f, "none");
             else
-                fprintf(f, "%.17g", v);
+                fprintf(f, "%s", num_text(text, sizeof text, v));
             break;
         }
         case K_STR:

@@ -9,6 +9,7 @@
 
 #include <hdf5.h>
 
+#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,41 @@ typedef struct {
     const char *resume; /* --resume: applied after every --set */
 } args_t;
 
+/* The SECTION.KEY of a --set assignment, spaces trimmed ("" without '='). */
+static void set_key_(const char *set, char *key, size_t n)
+{
+    const char *eq = strchr(set, '=');
+    size_t len = eq ? (size_t)(eq - set) : 0;
+    while (len && isspace((unsigned char)*set))
+        set++, len--;
+    while (len && isspace((unsigned char)set[len - 1]))
+        len--;
+    snprintf(key, n, "%.*s", (int)len, set);
+}
+
+/* Two --set of one key would leave the last silently winning: refuse it, naming
+ * both. (--resume is different: it overrides checkpoint.resume on purpose, so
+ * launch/run-until-done.sh can append --resume auto to the user's options.) */
+static int check_repeated_sets_(const args_t *a, int root)
+{
+    char ki[256], kj[256];
+    for (int i = 0; i < a->n_sets; i++) {
+        set_key_(a->sets[i], ki, sizeof ki);
+        if (!*ki)
+            continue;
+        for (int j = i + 1; j < a->n_sets; j++) {
+            set_key_(a->sets[j], kj, sizeof kj);
+            if (!strcmp(ki, kj)) {
+                if (root)
+                    fprintf(stderr, "alig-train: config error: --set %s given twice ('%s' and '%s'); give it once\n",
+                            ki, a->sets[i], a->sets[j]);
+                return ALIG_E_CONFIG;
+            }
+        }
+    }
+    return -1;
+}
+
 /* Returns -1 to continue, or an exit status. */
 static int parse_args_(int argc, char **argv, args_t *a, int root)
 {
@@ -79,7 +115,7 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
             const char *v = s[8] == '=' ? s + 9 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v || !*v) {
                 if (root)
-                    fprintf(stderr, "alig-train: --resume needs auto, never or a checkpoint path\n");
+                    fprintf(stderr, "alig-train: config error: --resume needs auto, never or a checkpoint path\n");
                 return ALIG_E_CONFIG;
             }
             a->resume = v;
@@ -87,12 +123,12 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
             const char *v = s[5] == '=' ? s + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) {
                 if (root)
-                    fprintf(stderr, "alig-train: --set needs SECTION.KEY=VALUE\n");
+                    fprintf(stderr, "alig-train: config error: --set needs SECTION.KEY=VALUE\n");
                 return ALIG_E_CONFIG;
             }
             if (a->n_sets == (int)(sizeof a->sets / sizeof a->sets[0])) {
                 if (root)
-                    fprintf(stderr, "alig-train: too many --set options (at most 64)\n");
+                    fprintf(stderr, "alig-train: config error: too many --set options (at most 64)\n");
                 return ALIG_E_CONFIG;
             }
             a->sets[a->n_sets++] = v;
@@ -102,7 +138,7 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
             return ALIG_E_CONFIG;
         } else if (a->config) {
             if (root)
-                fprintf(stderr, "alig-train: more than one config file ('%s', '%s')\n", a->config, s);
+                fprintf(stderr, "alig-train: config error: more than one config file ('%s', '%s'); give one\n", a->config, s);
             return ALIG_E_CONFIG;
         } else {
             a->config = s;
@@ -113,7 +149,7 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
             fprintf(stderr, "alig-train: no config file given\n\n%s", usage_);
         return ALIG_E_CONFIG;
     }
-    return -1;
+    return check_repeated_sets_(a, root);
 }
 
 /* Rank 0 reads the file; every rank parses the same text. Collective. */

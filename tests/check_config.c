@@ -927,11 +927,14 @@ START_TEST(test_write_format)
     FILE *f = open_memstream(&buf, &len);
     ck_assert_ptr_nonnull(f);
     cfg.test_images[0] = '\0';
+    cfg.max_norm = 0.2;
     alig_config_write(f, &cfg);
     fclose(f);
+    /* the shortest text that reads back the same: not 0.20000000000000001, 1.0000000000000001e-05 */
+    ck_assert_msg(strstr(buf, "\nmax_norm = 0.2\n"), "%s", buf);
+    ck_assert_msg(strstr(buf, "\ndelta = 1e-05\n"), "%s", buf);
     ck_assert_ptr_nonnull(strstr(buf, "\n[run]\nseed = 42\nepochs = 10\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\n[optimizer]\nname = alig\nmax_lr = none\n"));
-    ck_assert_ptr_nonnull(strstr(buf, "\nmax_norm = none\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\ntest_images = none\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\nmomentum_type = standard\n"));
     ck_assert_ptr_nonnull(strstr(buf, "\ndrop_last = false\n"));
@@ -1009,6 +1012,41 @@ START_TEST(print_config_checks_what_a_run_checks)
 }
 END_TEST
 
+/* Mistakes on the command line are config errors (exit 2) that say what was wrong;
+ * a key given twice is refused rather than the last --set silently winning. */
+START_TEST(command_line_mistakes_are_config_errors)
+{
+    static const struct {
+        const char *args, *want;
+    } cases[] = {
+        {"--print-config /dev/null --set optimizer.max_lr=0.1 --set ' optimizer.max_lr = 0.2'",
+         "alig-train: config error: --set optimizer.max_lr given twice ('optimizer.max_lr=0.1' "
+         "and ' optimizer.max_lr = 0.2'); give it once"},
+        {"--print-config a.ini b.ini",
+         "alig-train: config error: more than one config file ('a.ini', 'b.ini')"},
+        {"--print-config /dev/null --set",
+         "alig-train: config error: --set needs SECTION.KEY=VALUE"},
+        {"--print-config /dev/null --resume", "alig-train: config error: --resume needs auto"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_int_eq(run_(1, cases[i].args), 2);
+        ck_assert_msg(strncmp(out_, cases[i].want, strlen(cases[i].want)) == 0, "%s:\n%s",
+                      cases[i].args, out_);
+    }
+    /* two different keys are fine, and each takes effect */
+    ck_assert_int_eq(run_(1, "--print-config /dev/null --set optimizer.max_lr=0.1 --set "
+                             "optimizer.momentum=0.5"),
+                     0);
+    ck_assert_msg(strstr(out_, "\nmax_lr = 0.1\n") && strstr(out_, "\nmomentum = 0.5\n"), "%s",
+                  out_);
+    /* --resume overrides a --set checkpoint.resume (launch/run-until-done.sh appends
+     * --resume auto to the user's options on a restart) */
+    ck_assert_int_eq(run_(1, "--print-config /dev/null --set checkpoint.resume=never --resume auto"),
+                     0);
+    ck_assert_msg(strstr(out_, "\nresume = auto\n"), "%s", out_);
+}
+END_TEST
+
 Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -1061,6 +1099,7 @@ Suite *config_suite(void)
     tc = tcase_create("command");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, print_config_checks_what_a_run_checks);
+    tcase_add_test(tc, command_line_mistakes_are_config_errors);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("write");
