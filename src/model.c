@@ -7,8 +7,10 @@
  */
 #include "alig/model.h"
 #include "alig/error.h"
+#include "alig/data.h"  // defines: alig_batch_slice
 #include "alig/rng.h"
 #include "layers-impl.h"  // defines: alig_spec_parse, alig_layer_forward/backward, workspace sizes
+#include "pool-impl.h"    // defines: alig_pool_barrier (teams of parts)
 
 #include <cblas.h>
 #include <ctype.h>
@@ -264,6 +266,65 @@ static void dense_backward_(const alig_layer_t *l, const float *in, const float 
                     (int)no, l->w, (int)ni, acc ? 1.0f : 0.0f, din, (int)ni);
 }
 
+/*
+ * Dense backward in a team (alig_team_t): once every part has its dout, part
+ * k computes rows [r0, r1) of gW and gb over all parts' samples into
+ * models[0]'s buffers, part by part with beta = 1 after the first: the same
+ * sums, added in the same order, as each part's own gradient added in part
+ * order. Then din for its own samples, as alone.
+ */
+static void dense_backward_team_(const alig_model_t *m, int i, float *din, int64_t n)
+{
+    const alig_team_t *tm = m->team;
+    const alig_layer_t *l = &m->layers[i], *l0 = &tm->models[0]->layers[i];
+    int64_t no = l->units, ni = l->in_dim, r0, r1;
+    alig_pool_barrier(tm->pool); /* every part's dacts[i + 1] is final */
+    alig_batch_slice(no, m->team_id, tm->n, &r0, &r1);
+    int first = 1;
+    for (int p = 0; p < tm->n && r1 > r0; p++) {
+        const alig_model_t *mp = tm->models[p];
+        int64_t np = tm->rows[p];
+        if (np == 0)
+            continue;
+        const float *dout = mp->dacts[i + 1], *in = mp->acts[l->src];
+        /* gW[r0:r1] (+)= dout[:, r0:r1]^T . in */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(r1 - r0), (int)ni, (int)np,
+                    1.0f, dout + r0, (int)no, in, (int)ni, first ? 0.0f : 1.0f, l0->gw + r0 * ni,
+                    (int)ni);
+        /* gb[r0:r1] (+)= the part's sum over its samples, in sample order */
+        for (int64_t o0 = r0; o0 < r1; o0 += 256) {
+            int64_t o1 = o0 + 256 < r1 ? o0 + 256 : r1;
+            float acc[256] = {0};
+            for (int64_t s = 0; s < np; s++)
+                for (int64_t o = o0; o < o1; o++)
+                    acc[o - o0] += dout[s * no + o];
+            for (int64_t o = o0; o < o1; o++)
+                l0->gb[o] = first ? acc[o - o0] : l0->gb[o] + acc[o - o0];
+        }
+        first = 0;
+    }
+    if (first && r1 > r0) { /* no part has samples */
+        memset(l0->gw + r0 * ni, 0, sizeof(float) * (size_t)((r1 - r0) * ni));
+        memset(l0->gb + r0, 0, sizeof(float) * (size_t)(r1 - r0));
+    }
+    if (tm->rows_done && r1 > r0) {
+        int64_t off = m->tensors[l->first_tensor].offset;
+        tm->rows_done(tm->rows_done_ctx, off + r0 * ni, off + r1 * ni);
+    }
+    if (din)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)ni, (int)no, 1.0f,
+                    m->dacts[i + 1], (int)no, l->w, (int)ni, l->acc_src ? 1.0f : 0.0f, din,
+                    (int)ni);
+}
+
+int alig_model_team_ok(const alig_model_t *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].n_tensors > 0 && m->layers[i].kind != ALIG_LAYER_DENSE)
+            return 0;
+    return 1;
+}
+
 /* din (+)= dout where the relu's output is positive; written so it vectorises */
 static void relu_backward_(const float *restrict out, const float *restrict dout,
                            float *restrict din, int acc, int64_t total)
@@ -333,7 +394,7 @@ double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t 
 void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
 {
     (void)y; /* the loss gradient was stored by the forward pass */
-    if (n == 0) {
+    if (n == 0 && !m->team) { /* (a team's part with no samples still does its share) */
         memset(m->grads, 0, sizeof(float) * (size_t)m->n_params);
         if (m->grads_ready)
             m->grads_ready(m->grads_ready_ctx, 0);
@@ -345,7 +406,10 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
         float *din = l->src > 0 ? m->dacts[l->src] : NULL; /* no gradient w.r.t. the data */
         switch (l->kind) {
         case ALIG_LAYER_DENSE:
-            dense_backward_(l, m->acts[l->src], dout, din, l->acc_src, n);
+            if (m->team)
+                dense_backward_team_(m, i, din, n);
+            else
+                dense_backward_(l, m->acts[l->src], dout, din, l->acc_src, n);
             break;
         case ALIG_LAYER_RELU:
             if (din)

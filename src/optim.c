@@ -36,7 +36,8 @@ int alig_optim_init(alig_optim_t *o, const alig_optim_opts_t *opts, int64_t n)
             return ALIG_E_MEMORY;
     }
     o->partials = alig_calloc((size_t)alig_n_blocks(n) + 1, sizeof(double), "block sums");
-    if (!o->partials)
+    o->norm_done = alig_calloc((size_t)alig_n_blocks(n) + 1, 1, "block sums");
+    if (!o->partials || !o->norm_done)
         return ALIG_E_MEMORY;
     return ALIG_OK;
 }
@@ -46,6 +47,7 @@ void alig_optim_free(alig_optim_t *o)
     free(o->v);
     free(o->s);
     free(o->partials);
+    free(o->norm_done);
     memset(o, 0, sizeof *o);
 }
 
@@ -143,7 +145,8 @@ static void pass_(void *ctx, int tid, int n_threads)
     for (int64_t b = b0; b < b1; b++) {
         int64_t lo = b * ALIG_BLOCK, hi = lo + ALIG_BLOCK < o->n ? lo + ALIG_BLOCK : o->n;
         if (a->what == PASS_NORM) {
-            o->partials[b] = norm2_flat_(a->x + lo, hi - lo);
+            if (!o->norm_done[b])
+                o->partials[b] = norm2_flat_(a->x + lo, hi - lo);
         } else if (a->what == PASS_UPDATE) {
             update_(o, a->w, a->x, a->g_scale, a->gamma, lo, hi);
             if (a->norm_w) /* while the block is still in cache */
@@ -167,7 +170,23 @@ double alig_optim_norm2(alig_optim_t *o, const float *g)
 {
     struct pass_ a = {.o = o, .what = PASS_NORM, .x = g};
     alig_pool_run(o->pool, pass_, &a);
+    memset(o->norm_done, 0, (size_t)alig_n_blocks(o->n));
     return sum_partials_(o);
+}
+
+void alig_optim_norm2_range(alig_optim_t *o, const float *g, int64_t lo, int64_t hi)
+{
+    if (hi > o->n)
+        hi = o->n;
+    for (int64_t b = (lo + ALIG_BLOCK - 1) / ALIG_BLOCK; b < alig_n_blocks(o->n); b++) {
+        int64_t s = b * ALIG_BLOCK, e = s + ALIG_BLOCK < o->n ? s + ALIG_BLOCK : o->n;
+        if (e > hi)
+            break;
+        if (o->norm_done[b])
+            continue;
+        o->partials[b] = norm2_flat_(g + s, e - s);
+        o->norm_done[b] = 1;
+    }
 }
 
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)

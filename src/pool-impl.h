@@ -22,6 +22,14 @@ int alig_pool_size(const alig_pool_t *p);
  * fn(ctx, 0, 1) runs on the caller. */
 void alig_pool_run(alig_pool_t *p, alig_pool_fn fn, void *ctx);
 
+/*
+ * Inside a function that alig_pool_run runs: wait until every thread of the
+ * team has called this (the n-th call of a round releases the others).
+ * Memory written before the call is visible to every thread after it.
+ * Waits spin briefly, then sleep. With p NULL or one thread, returns at once.
+ */
+void alig_pool_barrier(alig_pool_t *p);
+
 /* Stop and join the workers. NULL is a no-op. */
 void alig_pool_free(alig_pool_t *p);
 

@@ -13,8 +13,10 @@ struct alig_pool {
     pthread_t *workers;      /* n - 1 */
     int started;             /* workers actually running */
     pthread_mutex_t lock;
-    pthread_cond_t wake, done;
+    pthread_cond_t wake, done, bar;
     unsigned long generation; /* bumped by every run */
+    int bar_count;           /* threads waiting in the current round of alig_pool_barrier */
+    unsigned long bar_round; /* bumped when a round of alig_pool_barrier completes */
     int pending;             /* workers still running the current generation */
     int quit;
     alig_pool_fn fn;
@@ -60,6 +62,7 @@ alig_pool_t *alig_pool_create(int n)
     pthread_mutex_init(&p->lock, NULL);
     pthread_cond_init(&p->wake, NULL);
     pthread_cond_init(&p->done, NULL);
+    pthread_cond_init(&p->bar, NULL);
     if (p->n > 1) {
         p->workers = alig_calloc((size_t)p->n - 1, sizeof *p->workers, "thread pool");
         if (!p->workers) {
@@ -106,6 +109,45 @@ void alig_pool_run(alig_pool_t *p, alig_pool_fn fn, void *ctx)
     pthread_mutex_unlock(&p->lock);
 }
 
+/* How long a thread spins in alig_pool_barrier before it sleeps: the team has
+ * one thread per core, so a short spin costs nobody, and a wake-up from a
+ * condition variable takes tens of microseconds on a virtual machine. */
+#define ALIG_BARRIER_SPINS 20000
+
+static inline void cpu_relax_(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+void alig_pool_barrier(alig_pool_t *p)
+{
+    if (!p || p->n == 1)
+        return;
+    pthread_mutex_lock(&p->lock);
+    unsigned long round = __atomic_load_n(&p->bar_round, __ATOMIC_RELAXED);
+    if (++p->bar_count == p->n) { /* the last one in releases the round */
+        p->bar_count = 0;
+        __atomic_store_n(&p->bar_round, round + 1, __ATOMIC_RELEASE);
+        pthread_cond_broadcast(&p->bar);
+        pthread_mutex_unlock(&p->lock);
+        return;
+    }
+    pthread_mutex_unlock(&p->lock);
+    for (int i = 0; i < ALIG_BARRIER_SPINS; i++) {
+        if (__atomic_load_n(&p->bar_round, __ATOMIC_ACQUIRE) != round)
+            return;
+        cpu_relax_();
+    }
+    pthread_mutex_lock(&p->lock);
+    while (__atomic_load_n(&p->bar_round, __ATOMIC_ACQUIRE) == round)
+        pthread_cond_wait(&p->bar, &p->lock);
+    pthread_mutex_unlock(&p->lock);
+}
+
 void alig_pool_free(alig_pool_t *p)
 {
     if (!p)
@@ -119,6 +161,7 @@ void alig_pool_free(alig_pool_t *p)
     pthread_mutex_destroy(&p->lock);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
+    pthread_cond_destroy(&p->bar);
     free(p->workers);
     free(p);
 }

@@ -65,15 +65,36 @@ static void grads_ready_(void *ctx, int64_t from)
     alig_comm_progress(t->comm);
 }
 
+/*
+ * On one rank the gradient sums are final as backward writes them: record the
+ * norms of their blocks while they are in cache (alig_optim_norm2_range), so the
+ * optimizer's norm pass reads only what is left. Hooks for one part
+ * (model.grads_ready) and for a team's rows (team.rows_done).
+ */
+static void norm_ready_(void *ctx, int64_t from)
+{
+    alig_trainer_t *t = ctx;
+    alig_optim_norm2_range(&t->optim, t->model.grads, from, t->model.n_params);
+}
+
+static void norm_rows_(void *ctx, int64_t lo, int64_t hi)
+{
+    alig_trainer_t *t = ctx;
+    alig_optim_norm2_range(&t->optim, t->model.grads, lo, hi);
+}
+
 /* [run] parallel = batch: a part k >= 1 publishes how far its backward pass has got. */
 static void part_ready_(void *ctx, int64_t from)
 {
     __atomic_store_n((int64_t *)ctx, from, __ATOMIC_RELEASE);
 }
 
-/* Add the other parts' gradient sums in [lo, hi) into model.grads, in part order. */
+/* Add the other parts' gradient sums in [lo, hi) into model.grads, in part order
+ * (a team wrote them there already). */
 static void add_parts_(alig_trainer_t *t, int64_t lo, int64_t hi)
 {
+    if (t->team.n > 0)
+        return;
     float *g = t->model.grads;
     for (int k = 1; k < t->n_parts; k++) {
         const float *gk = t->parts[k - 1].grads;
@@ -199,6 +220,22 @@ static int setup_parallel_(alig_trainer_t *t)
     t->pool = alig_pool_create(n);
     if (!t->pool)
         return alig_error_code();
+    if (alig_model_team_ok(m)) { /* dense gradients computed together: nothing to add */
+        t->team.models = alig_calloc((size_t)n, sizeof *t->team.models, "team");
+        t->team.rows = alig_calloc((size_t)n, sizeof *t->team.rows, "team");
+        if (!t->team.models || !t->team.rows)
+            return ALIG_E_MEMORY;
+        t->team.n = n;
+        t->team.pool = t->pool;
+        if (alig_comm_size(t->comm) == 1) /* nothing to reduce: the sums are final */
+            t->team.rows_done = norm_rows_, t->team.rows_done_ctx = t;
+        for (int k = 0; k < n; k++) {
+            alig_model_t *pk = k == 0 ? m : &t->parts[k - 1];
+            t->team.models[k] = pk;
+            pk->team = &t->team;
+            pk->team_id = k;
+        }
+    }
     alig_optim_set_pool(&t->optim, t->pool); /* the optimizer's passes too */
     alig_comm_set_blas_threads(1);
     return ALIG_OK;
@@ -397,6 +434,8 @@ static void backward_part_(void *ctx, int k, int n_parts)
     struct part_job_ *j = ctx;
     int64_t a, b;
     alig_batch_slice(j->n, k, n_parts, &a, &b);
+    if (j->t->team.n > 0)
+        j->t->team.rows[k] = b - a;
     alig_model_backward(part_model_(j->t, k), b - a, j->t->labels + a);
 }
 
@@ -489,10 +528,11 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
         t->part_from[k] = m->n_reduce; /* nothing final yet */
     t->sum_end = m->n_params;
     /* with [run] overlap, buckets final in every part are reduced while backward runs */
-    m->grads_ready = reduce && cfg->overlap ? parts_ready_ : NULL;
+    m->grads_ready = reduce && cfg->overlap ? parts_ready_ : !reduce && t->n_parts == 1 ? norm_ready_
+                                                                                      : NULL;
     m->grads_ready_ctx = t;
     alig_pool_run(t->pool, backward_part_, &j);
-    if (t->n_parts > 1)
+    if (t->n_parts > 1 && t->team.n == 0)
         alig_pool_run(t->pool, sum_parts_, t); /* the sums parts_ready_ has not added */
     double t3 = alig_time();
     if (reduce) {
@@ -881,6 +921,8 @@ void alig_trainer_free(alig_trainer_t *t)
     free(t->part_from);
     free(t->part_loss);
     free(t->part_correct);
+    free(t->team.models);
+    free(t->team.rows);
     alig_model_free(&t->model);
     alig_optim_free(&t->optim);
     free(t->perm);

@@ -370,6 +370,53 @@ START_TEST(threaded_passes_give_the_same_bits)
 }
 END_TEST
 
+/*
+ * The training step records block norms of gradients as backward writes them
+ * (alig_optim_norm2_range): any ranges, in any order, overlapping or cutting
+ * blocks, must leave alig_optim_norm2 with the bits of the plain norm. The
+ * records are used once: a second call, on a changed vector, must see the change
+ * (a stale record would return the old block's sum).
+ */
+START_TEST(norms_recorded_early_give_the_same_bits)
+{
+    const int64_t n = 9 * ALIG_BLOCK + 77;
+    float *g = malloc(sizeof(float) * n);
+    uint32_t x = 777;
+    for (int64_t i = 0; i < n; i++) {
+        x = x * 1664525u + 1013904223u;
+        g[i] = (float)((x >> 4) & 0xfff) / 4096.0f - 0.45f;
+    }
+    alig_optim_opts_t o = opts_(0.5, 0.9, 0, INFINITY);
+    alig_optim_t a;
+    ck_assert_int_eq(alig_optim_init(&a, &o, n), ALIG_OK);
+    alig_pool_t *pool = alig_pool_create(2);
+    const int64_t ranges[][2] = {{5 * ALIG_BLOCK + 100, n},         /* the last blocks, the tail */
+                                 {ALIG_BLOCK / 2, 3 * ALIG_BLOCK},  /* cuts block 0 */
+                                 {2 * ALIG_BLOCK, 4 * ALIG_BLOCK},  /* overlaps the previous */
+                                 {4 * ALIG_BLOCK + 1, 5 * ALIG_BLOCK + 100}}; /* no whole block */
+    for (int round = 0; round < 3; round++) {
+        alig_optim_set_pool(&a, round == 2 ? pool : NULL);
+        for (int r = 0; r < 4; r++)
+            alig_optim_norm2_range(&a, g, ranges[r][0], ranges[r][1]);
+        /* outside every range, so still free to change: blocks 0 and 4 were not whole in one */
+        g[0] += 3.0f;
+        g[4 * ALIG_BLOCK] -= 2.0f;
+        double want = alig_norm2(g, n), got = alig_optim_norm2(&a, g);
+        ck_assert_msg(memcmp(&want, &got, sizeof want) == 0, "round %d: %.17g vs %.17g", round,
+                      got, want);
+        for (int64_t i = 0; i < n; i += 97) /* a new gradient for the next round */
+            g[i] *= -1.5f;
+        /* without records: the new vector's norm, not the recorded blocks' old sums */
+        double plain = alig_norm2(g, n), again = alig_optim_norm2(&a, g);
+        ck_assert_msg(memcmp(&plain, &again, sizeof plain) == 0,
+                      "round %d: stale records: %.17g vs %.17g", round, again, plain);
+    }
+    alig_pool_free(pool);
+    alig_optim_free(&a);
+    free(g);
+}
+END_TEST
+
 Suite *optim_suite(void)
 {
     Suite *s = suite_create("optim");
@@ -387,6 +434,7 @@ Suite *optim_suite(void)
     tcase_add_test(tc, learning_rate_schedules);
     tcase_add_test(tc, pool_runs_every_thread_once);
     tcase_add_test(tc, threaded_passes_give_the_same_bits);
+    tcase_add_test(tc, norms_recorded_early_give_the_same_bits);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -118,10 +118,40 @@ typedef struct {
      * them while the rest of the backward pass runs */
     void (*grads_ready)(void *ctx, int64_t from);
     void *grads_ready_ctx;
+    /* a part of a team (alig_team_t) that shares the weight gradients of its dense layers,
+     * as team->models[team_id]; NULL: the model computes its own */
+    struct alig_team *team;
+    int team_id;
     uint64_t noise_seed;
     int64_t noise_step;
     const int64_t *sample_ids;
 } alig_model_t;
+
+/*
+ * [run] parallel = batch on a network whose only parameters are in dense
+ * layers: the n parts of a slice run forward and backward on their own
+ * samples, one thread each, but compute each dense layer's weight and bias
+ * gradients together. Part k writes rows [k*units/n, (k+1)*units/n) of the
+ * gradient sums over every part's samples (parts added in part order)
+ * straight into models[0]'s grads, so there are no per-part gradient sums
+ * to add afterwards. Each part waits at the team's barrier before a dense
+ * layer's weight gradient, until every part has that layer's output
+ * gradient. Every part must call alig_model_backward, even with 0 samples.
+ */
+typedef struct alig_team {
+    int n;                  /* parts, one thread of `pool` each */
+    alig_model_t **models;  /* (n) part k's model (team = this, team_id = k); models[0]
+                             * holds the slice's gradient sums, the others share its params */
+    int64_t *rows;          /* (n) samples of each part in the current backward call */
+    struct alig_pool *pool; /* the threads; its barrier separates the dense layers */
+    /* when set, called by each part once its rows of a dense weight gradient are
+     * written: grads[lo, hi) of models[0] is final for this backward call */
+    void (*rows_done)(void *ctx, int64_t lo, int64_t hi);
+    void *rows_done_ctx;
+} alig_team_t;
+
+/* 1 when every node with parameters is dense, so the model can be split as a team. */
+int alig_model_team_ok(const alig_model_t *m);
 
 /*
  * Build a model from a layer list such as "dense 1024, relu, dense 10"
@@ -178,7 +208,9 @@ double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t 
 /*
  * Backward after a forward with the same n and y: writes the SUM over the
  * n samples of d(loss)/d(params) into grads[0..n_params) (overwriting; all
- * zero when n == 0). The reduction tail is untouched.
+ * zero when n == 0). The reduction tail is untouched. In a team (m->team),
+ * the dense layers' gradients go to the team's models[0] instead, summed
+ * over every part's samples (see alig_team_t).
  */
 void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y);
 

@@ -51,6 +51,8 @@ typedef struct {
     float *s;          /* (n) Adam's second moment; NULL otherwise */
     int64_t t;         /* Adam: steps taken (bias correction) */
     double *partials;  /* (alig_n_blocks(n)) per-block sums of the blocked passes */
+    unsigned char *norm_done; /* (alig_n_blocks(n)) 1: partials[b] already holds block b's
+                               * ||g||^2 for the next alig_optim_norm2 (alig_optim_norm2_range) */
     struct alig_pool *pool; /* NULL: one thread; else the passes are shared by its threads */
 } alig_optim_t;
 
@@ -83,8 +85,21 @@ static inline int64_t alig_n_blocks(int64_t n) { return (n + ALIG_BLOCK - 1) / A
 /* ||x||^2 of n floats, block by block as above. */
 double alig_norm2(const float *x, int64_t n);
 
-/* The same value as alig_norm2(g, o->n), its blocks shared by o->pool's threads. */
+/*
+ * The same value as alig_norm2(g, o->n), its blocks shared by o->pool's
+ * threads. Blocks that alig_optim_norm2_range recorded since the last call
+ * are not read again.
+ */
 double alig_optim_norm2(alig_optim_t *o, const float *g);
+
+/*
+ * Record ||g||^2 of every block that lies entirely in g[lo, hi), for the next
+ * alig_optim_norm2 (whose result does not change: a block's sum is the same
+ * whenever it is taken). For the training step, while a layer's gradients are
+ * still in cache; g[lo, hi) must not change before that call. Threads may
+ * record disjoint ranges at once.
+ */
+void alig_optim_norm2_range(alig_optim_t *o, const float *g, int64_t lo, int64_t hi);
 
 /*
  * One ALI-G step on w (n) with the mean gradient g (n) and mean loss;

@@ -73,7 +73,9 @@ typedef struct {
      * (alig_batch_slice), part 0 run by model on this thread and part k by
      * parts[k - 1] on a worker of `pool`, all with one BLAS thread; their gradient
      * sums are added in part order. n_parts = 1 (otherwise): the same jobs run once,
-     * on this thread, whose GEMMs use `threads` BLAS threads. */
+     * on this thread, whose GEMMs use `threads` BLAS threads. When every parameter
+     * is in a dense layer, the parts form a team (alig_team_t) that writes the
+     * dense gradients of the whole slice straight into model.grads: nothing to add. */
     int n_parts;                  /* >= 1 after alig_trainer_init */
     alig_model_t *parts;          /* (n_parts - 1) models sharing model.params */
     struct alig_pool *pool;       /* NULL when n_parts = 1 */
@@ -81,6 +83,7 @@ typedef struct {
     int64_t sum_end;              /* the parts' sums in grads[0, sum_end) are still to add */
     double *part_loss;            /* (n_parts) loss sum of each part's forward */
     int64_t *part_correct;        /* (n_parts) */
+    alig_team_t team;             /* team.n = n_parts when the parts form a team, else 0 */
     char parallel_why[160];       /* how the mode was chosen, for the log */
     char threads_why[160];        /* how that number was chosen, for the log */
     volatile sig_atomic_t *stop_signal; /* set asynchronously (e.g. SIGTERM); may be NULL */

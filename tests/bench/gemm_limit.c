@@ -12,6 +12,15 @@
  * buffers of its own (THREADS is then ignored); a round ends when the last
  * thread is done.
  *
+ * Operands: each call reads and writes the buffers the step's own call
+ * does, in a model built as the trainer builds it: its weights, weight
+ * gradients, activations and im2col workspace (with PARTS > 1 the parts
+ * share the weights and have gradients and activations of their own, as the
+ * trainer's parts do). GEMM_LIMIT_OPERANDS=shared runs every call on one set
+ * of buffers of the largest sizes instead, the limit of the first three
+ * sessions: those buffers stay warm in cache from call to call, as no
+ * training step's operands can, so that limit is higher.
+ *
  * prints: gemm-limit samples/s <median> (min <min>, max <max>) gemm-calls <n> gflop/step <x>
  */
 #include "alig/comm.h"
@@ -26,13 +35,40 @@
 typedef struct {
     int ta, tb, m, n, k;
     int repeat; /* calls per step: conv chunks repeat */
+    int layer;  /* the node that makes the call */
+    int kind;   /* GEMM_FWD, GEMM_WGRAD or GEMM_IGRAD */
 } gemm_t;
+
+enum { GEMM_FWD, GEMM_WGRAD, GEMM_IGRAD };
+
+/* The A, B, C that the step passes for call g, in model m (model.c, layers.c). */
+static void operands_(const alig_model_t *m, const gemm_t *g, float **A, float **B, float **C)
+{
+    const alig_layer_t *l = &m->layers[g->layer];
+    if (l->kind == ALIG_LAYER_DENSE) {
+        float *in = m->acts[l->src], *out = m->acts[g->layer + 1];
+        float *din = m->dacts[l->src], *dout = m->dacts[g->layer + 1];
+        switch (g->kind) {
+        case GEMM_FWD: *A = in, *B = l->w, *C = out; break;      /* out = in . W^T */
+        case GEMM_WGRAD: *A = dout, *B = in, *C = l->gw; break;  /* gW = dout^T . in */
+        default: *A = dout, *B = l->w, *C = din; break;          /* din = dout . W */
+        }
+    } else { /* conv: the chunk's Y (or dY) sits in the workspace after its columns */
+        float *col = m->col;
+        switch (g->kind) {
+        case GEMM_FWD: *A = l->w, *B = col, *C = col + (size_t)g->k * g->n; break;
+        case GEMM_WGRAD: *A = col + (size_t)g->n * g->k, *B = col, *C = l->gw; break;
+        default: *A = l->w, *B = col + (size_t)g->m * g->n, *C = col; break;
+        }
+    }
+}
 
 /* What each thread of a round loops over. */
 typedef struct {
     const gemm_t *g;
     int n, repeats;
     size_t amax, bmax, cmax;
+    const alig_model_t *model; /* this thread's operands; NULL: one shared set of max size */
     pthread_barrier_t *barrier;
     double *dt; /* (repeats) seconds per round, written by thread 0 */
     int tid;
@@ -51,13 +87,17 @@ static void *loop_(void *arg)
     for (int r = -2; r < a->repeats; r++) { /* two warm-up rounds */
         pthread_barrier_wait(a->barrier);
         double t0 = alig_time();
-        for (int i = 0; i < a->n; i++)
+        for (int i = 0; i < a->n; i++) {
+            float *pa = A, *pb = B, *pc = C;
+            if (a->model)
+                operands_(a->model, &g[i], &pa, &pb, &pc);
             for (int s = 0; s < g[i].repeat; s++) {
                 int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
                 cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
-                            g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, A,
-                            lda, B, ldb, 0.0f, C, g[i].n);
+                            g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, pa,
+                            lda, pb, ldb, 0.0f, pc, g[i].n);
             }
+        }
         pthread_barrier_wait(a->barrier); /* the round ends with its slowest thread */
         if (r >= 0 && a->tid == 0)
             a->dt[r] = alig_time() - t0;
@@ -101,10 +141,10 @@ int main(int argc, char **argv)
         int first = l->src == 0;
         if (l->kind == ALIG_LAYER_DENSE) {
             int o = l->units, in = (int)l->in_dim;
-            g[n++] = (gemm_t){0, 1, batch, o, in, 1};          /* forward */
-            g[n++] = (gemm_t){1, 0, o, in, batch, 1};          /* weight gradient */
+            g[n++] = (gemm_t){0, 1, batch, o, in, 1, i, GEMM_FWD};
+            g[n++] = (gemm_t){1, 0, o, in, batch, 1, i, GEMM_WGRAD};
             if (!first)
-                g[n++] = (gemm_t){0, 0, batch, in, o, 1};      /* input gradient */
+                g[n++] = (gemm_t){0, 0, batch, in, o, 1, i, GEMM_IGRAD};
         } else if (l->kind == ALIG_LAYER_CONV) {
             /* per chunk of l->chunk samples lowered side by side, the last one partial */
             int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
@@ -113,10 +153,10 @@ int main(int argc, char **argv)
                 int cols = (part ? rest : nb) * pp, times = part ? 1 : full;
                 if (cols == 0 || times == 0)
                     continue;
-                g[n++] = (gemm_t){0, 0, oc, cols, kk, times};
-                g[n++] = (gemm_t){0, 1, oc, kk, cols, times};
+                g[n++] = (gemm_t){0, 0, oc, cols, kk, times, i, GEMM_FWD};
+                g[n++] = (gemm_t){0, 1, oc, kk, cols, times, i, GEMM_WGRAD};
                 if (!first)
-                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times};
+                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times, i, GEMM_IGRAD};
             }
         }
     }
@@ -134,8 +174,21 @@ int main(int argc, char **argv)
     pthread_barrier_init(&barrier, NULL, (unsigned)parts);
     loop_t *args = calloc((size_t)parts, sizeof *args);
     pthread_t *tids = calloc((size_t)parts, sizeof *tids);
+    /* the parts' models: part 0 is m; the others share its weights, as the trainer's do */
+    const char *ops = getenv("GEMM_LIMIT_OPERANDS");
+    int own = !ops || strcmp(ops, "shared") != 0;
+    alig_model_t *pm = calloc((size_t)parts, sizeof *pm);
+    for (int p = 1; p < parts && own; p++) {
+        if (alig_model_build(&pm[p], argv[1], c, h, w, 0, batch)) {
+            fprintf(stderr, "gemm_limit: bad model\n");
+            return 2;
+        }
+        alig_model_share_params(&pm[p], &m);
+    }
     for (int p = 0; p < parts; p++) {
-        args[p] = (loop_t){g, n, repeats, amax, bmax, cmax, &barrier, dt, p};
+        const alig_model_t *mp = !own ? NULL : p == 0 ? &m : &pm[p];
+        args[p] = (loop_t){g, n, repeats, own ? 0 : amax, own ? 0 : bmax, own ? 0 : cmax, mp,
+                           &barrier, dt, p};
         if (p > 0)
             pthread_create(&tids[p], NULL, loop_, &args[p]);
     }
@@ -161,8 +214,12 @@ int main(int argc, char **argv)
                     sec * 1e3, 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat / sec * 1e-9);
         }
     qsort(rate, (size_t)repeats, sizeof *rate, cmp_);
-    printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f\n",
-           rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9);
+    printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f "
+           "operands %s\n",
+           rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9, own ? "model" : "shared");
+    for (int p = 1; p < parts && own; p++)
+        alig_model_free(&pm[p]);
+    free(pm);
     free(A);
     free(B);
     free(C);
