@@ -16,7 +16,9 @@
  * does, in a model built as the trainer builds it: its weights, weight
  * gradients, activations and im2col workspace (with PARTS > 1 the parts
  * share the weights and have gradients and activations of their own, as the
- * trainer's parts do). GEMM_LIMIT_OPERANDS=shared runs every call on one set
+ * trainer's parts do). GEMM_LIMIT_OPERANDS=private gives each part weights of
+ * its own too, as ranks have: two ranks of one node are two such parts.
+ * GEMM_LIMIT_OPERANDS=shared runs every call on one set
  * of buffers of the largest sizes instead, the limit of the first three
  * sessions: those buffers stay warm in cache from call to call, as no
  * training step's operands can, so that limit is higher.
@@ -177,13 +179,15 @@ int main(int argc, char **argv)
     /* the parts' models: part 0 is m; the others share its weights, as the trainer's do */
     const char *ops = getenv("GEMM_LIMIT_OPERANDS");
     int own = !ops || strcmp(ops, "shared") != 0;
+    int private = ops && strcmp(ops, "private") == 0;
     alig_model_t *pm = calloc((size_t)parts, sizeof *pm);
     for (int p = 1; p < parts && own; p++) {
         if (alig_model_build(&pm[p], argv[1], c, h, w, 0, batch)) {
             fprintf(stderr, "gemm_limit: bad model\n");
             return 2;
         }
-        alig_model_share_params(&pm[p], &m);
+        if (!private)
+            alig_model_share_params(&pm[p], &m);
     }
     for (int p = 0; p < parts; p++) {
         const alig_model_t *mp = !own ? NULL : p == 0 ? &m : &pm[p];
@@ -216,7 +220,7 @@ int main(int argc, char **argv)
     qsort(rate, (size_t)repeats, sizeof *rate, cmp_);
     printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f "
            "operands %s\n",
-           rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9, own ? "model" : "shared");
+           rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9, private ? "private" : own ? "model" : "shared");
     for (int p = 1; p < parts && own; p++)
         alig_model_free(&pm[p]);
     free(pm);

@@ -44,18 +44,22 @@ alig_run() { # model setting
         tee "$out/alig-$model-$setting.log" | awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") print $(i-1)}'
 }
 
-# GEMM-only limit for one setting (samples/s), measured between the trainers' runs:
+# GEMM-only limit for one setting (samples/s), measured between the trainers' runs, on
+# the model's own operands (gemm_limit.c); with GEMM_LIMIT_OPERANDS=shared in the
+# environment, on one warm set of buffers (the limit of the first three sessions):
 #   1core: one BLAS thread at batch 128;
 #   2cores: the better of 2 BLAS threads on each GEMM and 2 threads at once on 64 samples
 #           each with one BLAS thread (what [run] parallel = batch does);
-#   2ranks: 2 threads at once on 64 samples each (the two ranks' GEMMs)
+#   2ranks: 2 threads at once on 64 samples each, each with weights of its own (the two
+#           ranks' GEMMs; GEMM_LIMIT_OPERANDS=private)
 gemm_limit() { # model setting
     local s=${spec[$1]} lim=("$build/tests/gemm_limit")
     case $2 in
         1core)  "${lim[@]}" "$s" 1 28 28 128 1 3 | awk '{print $3}' ;;
         2cores) { "${lim[@]}" "$s" 1 28 28 128 2 3; "${lim[@]}" "$s" 1 28 28 128 1 3 2; } |
                     awk '$3 > best {best = $3} END {print best}' ;;
-        2ranks) "${lim[@]}" "$s" 1 28 28 128 1 3 2 | awk '{print $3}' ;;
+        2ranks) GEMM_LIMIT_OPERANDS=${GEMM_LIMIT_OPERANDS:-private} "${lim[@]}" "$s" 1 28 28 128 1 3 2 |
+                    awk '{print $3}' ;;
     esac
 }
 
@@ -70,7 +74,8 @@ torch_run() { # model setting threads blas
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); date: $(date -u +%F)"
 echo "repeats $reps, $steps steps each, global batch 128"
-printf '%-4s %-7s %12s %12s %8s %12s %10s %s\n' model setting alig torch ratio gemm-limit alig/limit torch-threads
+printf '%-4s %-7s %12s %12s %8s %12s %10s %11s %10s %s\n' model setting alig torch ratio gemm-limit \
+    alig/limit warm-limit alig/warm torch-threads
 for model in ${BENCH_MODELS:-mlp cnn}; do
     for setting in ${BENCH_SETTINGS:-1core 2cores 2ranks}; do
         # PyTorch thread candidates per setting: (intra-op threads, OpenBLAS threads)
@@ -85,19 +90,22 @@ for model in ${BENCH_MODELS:-mlp cnn}; do
             v=$(torch_run "$model" "$setting" "$th" "$bl")
             if awk -v a="$v" -v b="$best_v" 'BEGIN {exit !(a > b)}'; then best_v=$v best_c=$c; fi
         done
-        a=() t=() g=()
+        a=() t=() g=() wl=()
         for ((r = 0; r < reps; r++)); do # alternate the two trainers and the GEMM loop
             read -r th bl <<< "$best_c"
             a+=("$(alig_run "$model" "$setting")")
             t+=("$(torch_run "$model" "$setting" "$th" "$bl")")
             g+=("$(gemm_limit "$model" "$setting")")
+            wl+=("$(GEMM_LIMIT_OPERANDS=shared gemm_limit "$model" "$setting")")
         done
         am=$(printf '%s\n' "${a[@]}" | median)
         tm=$(printf '%s\n' "${t[@]}" | median)
         gl=$(printf '%s\n' "${g[@]}" | median)
-        printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %s\n' "$model" "$setting" "$am" "$tm" \
-            "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
-            "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
+        wm=$(printf '%s\n' "${wl[@]}" | median)
+        printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %11.0f %10.2f %s\n' "$model" "$setting" \
+            "$am" "$tm" "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
+            "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "$wm" \
+            "$(awk -v a="$am" -v b="$wm" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
         grep -h "^profile\|^parallel" "$out/alig-$model-$setting.log" | sed 's/^/    /' || true
     done
 done
