@@ -2,6 +2,7 @@
  * main.c -- the alig-train command: parse arguments, load the config on
  * rank 0 and share it, train, exit with the documented status.
  */
+#include "alig/blas.h"
 #include "alig/comm.h"
 #include "alig/config.h"
 #include "alig/error.h"
@@ -30,7 +31,7 @@ static const char usage_[] =
     "                           --set checkpoint.resume=... (docs/checkpoint-format.md)\n"
     "  --print-config           print the effective config (every key) and exit\n"
     "  --help                   this text\n"
-    "  --version                print the version\n"
+    "  --version                print the version and the BLAS kernels in use\n"
     "\n"
     "The config keys, their defaults and ranges are in docs/config.md;\n"
     "`alig-train --print-config /dev/null` prints every key with its default.\n"
@@ -106,8 +107,11 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
                 fputs(usage_, stdout);
             return 0;
         } else if (!strcmp(s, "--version")) {
-            if (root)
-                printf("alig-train %s\n", ALIG_VERSION);
+            if (root) {
+                char blas[256];
+                alig_blas_describe(blas, sizeof blas);
+                printf("alig-train %s\nblas: %s\n", ALIG_VERSION, blas);
+            }
             return 0;
         } else if (!strcmp(s, "--print-config")) {
             a->print_config = 1;
@@ -196,6 +200,8 @@ static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
 
 int main(int argc, char **argv)
 {
+    /* OpenBLAS's kernels for this CPU: may execute this program again, so first */
+    alig_blas_choose_kernels(argv);
     /* Issue #6: libhdf5 1.10 leaks internal free-list blocks when it meets corrupt
      * metadata (a checksum error while loading an object header), although every
      * handle we opened is closed (H5Fget_obj_count is 0 afterwards). Its atexit

@@ -2,6 +2,7 @@
  * train.c -- data-parallel ALI-G training loop (alig/train.h).
  */
 #include "alig/train.h"
+#include "alig/blas.h"
 #include "alig/ckpt.h"
 #include "alig/error.h"
 #include "alig/metrics.h"
@@ -662,6 +663,9 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     fprintf(log, "alig-train %s: %s\n", ALIG_VERSION, cfg->path[0] ? cfg->path : "(string config)");
     fprintf(log, "ranks: %d (%d on this node), threads per rank: %d (%s)\n", world,
             alig_comm_local_size(t->comm), t->threads, t->threads_why);
+    char blas[256];
+    alig_blas_describe(blas, sizeof blas);
+    fprintf(log, "blas: %s\n", blas);
     if (t->threads > 1)
         fprintf(log, "parallel: %s (%s)\n",
                 t->n_parts > 1 ? "batch, each thread takes a part of the slice"

@@ -7,6 +7,7 @@
  */
 #include "check_suites.h"
 
+#include "alig/blas.h"
 #include "alig/error.h"
 #include "alig/model.h"
 #include "alig/rng.h"
@@ -589,6 +590,34 @@ START_TEST(im2col_col2im_adjoint)
 }
 END_TEST
 
+/*
+ * OpenBLAS's kernels (alig/blas.h): a choice weaker than the CPU allows is
+ * replaced by the kernels of the CPU's level; a choice as good or better, or a
+ * name we do not know, is kept.
+ */
+START_TEST(blas_kernel_choice)
+{
+    ck_assert_int_eq(alig_blas_core_isa("Prescott"), ALIG_ISA_SSE);
+    ck_assert_int_eq(alig_blas_core_isa("prescott"), ALIG_ISA_SSE);
+    ck_assert_int_eq(alig_blas_core_isa("Opteron(SSE3)"), ALIG_ISA_SSE);
+    ck_assert_int_eq(alig_blas_core_isa("Sandybridge"), ALIG_ISA_AVX);
+    ck_assert_int_eq(alig_blas_core_isa("Zen"), ALIG_ISA_AVX2);
+    ck_assert_int_eq(alig_blas_core_isa("Cooperlake"), ALIG_ISA_AVX512);
+    ck_assert_int_eq(alig_blas_core_isa("NeoverseN1"), -1);
+    ck_assert_int_eq(alig_blas_core_isa(NULL), -1);
+    ck_assert_str_eq(alig_blas_better_core("Prescott", ALIG_ISA_AVX512), "SkylakeX");
+    ck_assert_str_eq(alig_blas_better_core("Prescott", ALIG_ISA_AVX2), "Haswell");
+    ck_assert_str_eq(alig_blas_better_core("Core2", ALIG_ISA_AVX), "Sandybridge");
+    ck_assert_str_eq(alig_blas_better_core("Zen", ALIG_ISA_AVX512), "SkylakeX");
+    ck_assert_ptr_null(alig_blas_better_core("Haswell", ALIG_ISA_AVX2));
+    ck_assert_ptr_null(alig_blas_better_core("Cooperlake", ALIG_ISA_AVX512));
+    ck_assert_ptr_null(alig_blas_better_core("SkylakeX", ALIG_ISA_AVX2));
+    ck_assert_ptr_null(alig_blas_better_core("Prescott", ALIG_ISA_SSE));
+    ck_assert_ptr_null(alig_blas_better_core("NeoverseN1", ALIG_ISA_AVX512));
+    ck_assert_ptr_null(alig_blas_better_core(NULL, ALIG_ISA_AVX512));
+}
+END_TEST
+
 Suite *layers_suite(void)
 {
     Suite *s = suite_create("layers");
@@ -610,6 +639,7 @@ Suite *layers_suite(void)
     tcase_add_test(tc, bad_layer_lists);
     tcase_add_test(tc, grammar_and_layout);
     tcase_add_test(tc, presets);
+    tcase_add_test(tc, blas_kernel_choice);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -4,6 +4,8 @@
  */
 #include "check_suites.h"
 
+#include "alig/blas.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +17,7 @@ const char *test_tmpdir(void)
 
 int main(int argc, char **argv)
 {
+    alig_blas_choose_kernels(argv); /* the suites run on alig-train's kernels */
     Suite *(*suites[])(void) = {rng_suite, config_suite, data_suite, model_suite, optim_suite,
                                 train_suite, layers_suite, datasets_suite, mpi_suite, reference_suite,
                                 ckpt_suite, faults_suite, metrics_suite};

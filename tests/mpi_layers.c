@@ -10,6 +10,7 @@
  * state as raw float32 to OUT and prints "loss <last mean loss> params <n>
  * state <n>".
  */
+#include "alig/blas.h"
 #include "alig/comm.h"
 #include "alig/config.h"
 #include "alig/error.h"
@@ -20,6 +21,7 @@
 
 int main(int argc, char **argv)
 {
+    alig_blas_choose_kernels(argv); /* alig-train's kernels */
     alig_comm_t *comm = alig_comm_init_mpi(&argc, &argv);
     if (argc < 3) {
         fprintf(stderr, "usage: mpi_layers CONFIG OUT [SECTION.KEY=VALUE ...]\n");

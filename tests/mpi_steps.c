@@ -8,6 +8,7 @@
  * if not). Rank 0 then writes the parameters as raw float32 to OUT and
  * prints "loss <final mean loss>".
  */
+#include "alig/blas.h"
 #include "alig/comm.h"
 #include "alig/config.h"
 #include "alig/error.h"
@@ -18,6 +19,7 @@
 
 int main(int argc, char **argv)
 {
+    alig_blas_choose_kernels(argv); /* alig-train's kernels */
     alig_comm_t *comm = alig_comm_init_mpi(&argc, &argv);
     if (argc < 3) {
         fprintf(stderr, "usage: mpi_steps CONFIG OUT [SECTION.KEY=VALUE ...]\n");

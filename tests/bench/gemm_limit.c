@@ -25,6 +25,7 @@
  *
  * prints: gemm-limit samples/s <median> (min <min>, max <max>) gemm-calls <n> gflop/step <x>
  */
+#include "alig/blas.h"
 #include "alig/comm.h"
 #include "alig/model.h"
 
@@ -118,6 +119,7 @@ static int cmp_(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
+    alig_blas_choose_kernels(argv); /* the kernels alig-train runs on */
     if (argc != 8 && argc != 9) {
         fprintf(stderr, "usage: gemm_limit LAYERS C H W BATCH THREADS REPEATS [PARTS]\n");
         return 2;
@@ -218,6 +220,9 @@ int main(int argc, char **argv)
                     sec * 1e3, 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat / sec * 1e-9);
         }
     qsort(rate, (size_t)repeats, sizeof *rate, cmp_);
+    char blas[256];
+    alig_blas_describe(blas, sizeof blas);
+    fprintf(stderr, "gemm_limit: %s\n", blas);
     printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f "
            "operands %s\n",
            rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9, private ? "private" : own ? "model" : "shared");
