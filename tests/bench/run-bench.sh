@@ -68,11 +68,17 @@ torch_run() { # model setting threads blas
     [ "$setting" = 2ranks ] && ranks=2
     local pin=(taskset -c 0)
     [ "$setting" != 1core ] && pin=()
-    "${pin[@]}" "$py" tests/bench/torch_bench.py --model "$model" --ranks $ranks --threads "$th" \
+    OPENBLAS_CORETYPE=$torch_core "${pin[@]}" "$py" tests/bench/torch_bench.py --model "$model" --ranks $ranks --threads "$th" \
         --blas-threads "$blas" --steps "$steps" --warmup 10 | awk '{print $4}'
 }
 
+# PyTorch's OpenBLAS (Debian's libblas.so.3) gets the kernels alig-train runs on: OpenBLAS
+# 0.3.21 may take its Prescott kernels on a CPU it does not know (alig/blas.h), and alig-train
+# then restarts on better ones; an OPENBLAS_CORETYPE set by the caller applies to both
+blas=$("$bin" --version | sed -n 's/^blas: //p')
+torch_core=${blas#*, } torch_core=${OPENBLAS_CORETYPE:-${torch_core%% kernels*}}
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); date: $(date -u +%F)"
+echo "alig-train blas: $blas; PyTorch: OPENBLAS_CORETYPE=$torch_core"
 echo "repeats $reps, $steps steps each, global batch 128"
 printf '%-4s %-7s %12s %12s %8s %12s %10s %11s %10s %s\n' model setting alig torch ratio gemm-limit \
     alig/limit warm-limit alig/warm torch-threads
