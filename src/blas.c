@@ -88,6 +88,13 @@ void alig_blas_choose_kernels(char **argv)
     if (setenv("ALIG_BLAS_CHOSEN", own, 1) || setenv("OPENBLAS_CORETYPE", better, 1))
         return;
     fflush(NULL);
+    /* the file itself, not /proc/self/exe: the process keeps its name (ps, top, pgrep) */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        self[len] = '\0';
+        execv(self, argv);
+    }
     execv("/proc/self/exe", argv);
     /* no exec: go on with OpenBLAS's kernels and say so in the log */
     unsetenv("ALIG_BLAS_CHOSEN");

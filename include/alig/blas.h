@@ -33,9 +33,9 @@ const char *alig_blas_better_core(const char *core, int cpu_isa);
  * Call first thing in main (before MPI_Init: no MPI or BLAS state exists yet).
  * When OPENBLAS_CORETYPE is unset, OpenBLAS is a DYNAMIC_ARCH build and
  * alig_blas_better_core names better kernels, sets OPENBLAS_CORETYPE and
- * ALIG_BLAS_CHOSEN (OpenBLAS's own choice, for the log) and executes
- * /proc/self/exe again with the same arguments; the second run takes both
- * variables out of its environment again. Returns only when nothing is to
+ * ALIG_BLAS_CHOSEN (OpenBLAS's own choice, for the log) and executes its
+ * own file (readlink /proc/self/exe) again with the same arguments; the
+ * second run takes both variables out of its environment again. Returns only when nothing is to
  * change, in the second run, or when the exec failed (the process then goes
  * on with OpenBLAS's choice). An OPENBLAS_CORETYPE set by the user is never
  * touched.
