@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <mpi.h>
 #include <sched.h>
+#include <sys/statvfs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,11 @@ struct alig_comm {
     MPI_Comm node; /* ranks sharing this node's memory */
     MPI_Request pending[ALIG_COMM_MAX_PENDING];
     int n_pending;
+    /* alig_comm_shm_alloc: one buffer per rank of the node in a shared window */
+    MPI_Win win;
+    float **peer;   /* (local_size) every local rank's buffer, mapped here */
+    int64_t shm_n;  /* floats per buffer; 0: none */
+    MPI_Comm cross; /* the ranks with this local rank, one per node (several nodes) */
 };
 
 alig_comm_t *alig_comm_init_mpi(int *argc, char ***argv)
@@ -37,6 +43,13 @@ alig_comm_t *alig_comm_init_mpi(int *argc, char ***argv)
     MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
     MPI_Comm_size(MPI_COMM_WORLD, &c->size);
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, c->rank, MPI_INFO_NULL, &c->node);
+    /* tests: pretend that each run of ALIG_TEST_NODE_SIZE consecutive ranks is a node */
+    const char *fake = getenv("ALIG_TEST_NODE_SIZE");
+    if (fake && atoi(fake) > 0) {
+        MPI_Comm whole = c->node;
+        MPI_Comm_split(whole, c->rank / atoi(fake), c->rank, &c->node);
+        MPI_Comm_free(&whole);
+    }
     MPI_Comm_rank(c->node, &c->local_rank);
     MPI_Comm_size(c->node, &c->local_size);
     return c;
@@ -56,9 +69,16 @@ void alig_comm_finalize(alig_comm_t *c)
     if (!c)
         return;
     if (c->use_mpi) {
+        if (c->shm_n > 0) {
+            MPI_Win_unlock_all(c->win);
+            MPI_Win_free(&c->win);
+            if (c->cross != MPI_COMM_NULL)
+                MPI_Comm_free(&c->cross);
+        }
         MPI_Comm_free(&c->node);
         MPI_Finalize();
     }
+    free(c->peer);
     free(c);
 }
 
@@ -123,6 +143,123 @@ void alig_comm_wait_all(alig_comm_t *c)
     if (c->n_pending > 0)
         MPI_Waitall(c->n_pending, c->pending, MPI_STATUSES_IGNORE);
     c->n_pending = 0;
+}
+
+int alig_comm_nodes_even(alig_comm_t *c, int *min_ranks, int *max_ranks)
+{
+    int v[2] = {-c->local_size, c->local_size};
+    if (c->use_mpi && c->size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    *min_ranks = -v[0];
+    *max_ranks = v[1];
+    return *min_ranks == *max_ranks;
+}
+
+int alig_shm_fits(const char *dir, int64_t bytes)
+{
+    struct statvfs st;
+    if (statvfs(dir, &st) != 0)
+        return 1;
+    return (double)st.f_bavail * (double)st.f_frsize >= (double)bytes;
+}
+
+int alig_comm_shm_room(alig_comm_t *c, int64_t n)
+{
+    /* the node's buffers, with a quarter to spare for Open MPI's own segments */
+    int ok = alig_shm_fits("/dev/shm", n * (int64_t)sizeof(float) * c->local_size / 4 * 5);
+    if (c->use_mpi && c->size > 1)
+        MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    return ok;
+}
+
+float *alig_comm_shm_alloc(alig_comm_t *c, int64_t n)
+{
+    if (!c->use_mpi || c->size == 1 || c->shm_n > 0 || n <= 0)
+        return NULL;
+    float *mine = NULL;
+    /* MPI_Win_allocate_shared fails through the default error handler (the job aborts) */
+    MPI_Win_allocate_shared((MPI_Aint)n * (MPI_Aint)sizeof(float), (int)sizeof(float),
+                            MPI_INFO_NULL, c->node, &mine, &c->win);
+    c->peer = malloc(sizeof *c->peer * (size_t)c->local_size);
+    if (!c->peer)
+        alig_comm_abort(c, ALIG_E_MEMORY);
+    for (int q = 0; q < c->local_size; q++) {
+        MPI_Aint size;
+        int unit;
+        MPI_Win_shared_query(c->win, q, &size, &unit, &c->peer[q]);
+    }
+    /* passive target for the whole run: loads and stores, ordered by MPI_Win_sync + barriers */
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win);
+    c->cross = MPI_COMM_NULL;
+    if (c->local_size < c->size)
+        MPI_Comm_split(MPI_COMM_WORLD, c->local_rank, c->rank, &c->cross);
+    memset(mine, 0, sizeof(float) * (size_t)n);
+    c->shm_n = n;
+    return mine;
+}
+
+/* Slice q of p of n floats, cut at multiples of 16 (whole cache lines). */
+static void shm_slice_(int64_t n, int q, int p, int64_t *lo, int64_t *hi)
+{
+    int64_t lines = (n + 15) / 16;
+    *lo = lines * q / p * 16;
+    *hi = lines * (q + 1) / p * 16;
+    if (*lo > n)
+        *lo = n;
+    if (*hi > n)
+        *hi = n;
+}
+
+/* The node barrier that orders the buffers' loads and stores between the ranks. */
+static void shm_fence_(alig_comm_t *c)
+{
+    MPI_Win_sync(c->win);
+    MPI_Barrier(c->node);
+    MPI_Win_sync(c->win);
+}
+
+void alig_comm_shm_allreduce(alig_comm_t *c)
+{
+    if (c->shm_n == 0)
+        return;
+    int p = c->local_size, r = c->local_rank;
+    float *mine = c->peer[r];
+    int64_t lo, hi;
+    shm_slice_(c->shm_n, r, p, &lo, &hi);
+    shm_fence_(c); /* every rank's sums are written */
+    /* this rank's slice, summed over the node's ranks in local-rank order, in chunks
+     * that stay in L1: ((b0 + b1) + b2) + ... */
+    enum { CHUNK = 2048 };
+    float acc[CHUNK];
+    for (int64_t s = lo; p > 1 && s < hi; s += CHUNK) { /* (one rank: its own sums) */
+        int64_t m = hi - s < CHUNK ? hi - s : CHUNK;
+        const float *b0 = c->peer[0] + s, *b1 = c->peer[1] + s;
+        for (int64_t i = 0; i < m; i++)
+            acc[i] = b0[i] + b1[i];
+        for (int q = 2; q < p; q++) {
+            const float *bq = c->peer[q] + s;
+            for (int64_t i = 0; i < m; i++)
+                acc[i] += bq[i];
+        }
+        memcpy(mine + s, acc, sizeof(float) * (size_t)m);
+    }
+    /* several nodes: the slice's node sums added across nodes */
+    if (c->cross != MPI_COMM_NULL) {
+        for (int64_t s = lo; s < hi;) {
+            int chunk = hi - s > INT_MAX ? INT_MAX : (int)(hi - s);
+            MPI_Allreduce(MPI_IN_PLACE, mine + s, chunk, MPI_FLOAT, MPI_SUM, c->cross);
+            s += chunk;
+        }
+    }
+    shm_fence_(c); /* every slice is final */
+    for (int q = 0; q < p; q++) {
+        if (q == r)
+            continue;
+        int64_t qlo, qhi;
+        shm_slice_(c->shm_n, q, p, &qlo, &qhi);
+        memcpy(mine + qlo, c->peer[q] + qlo, sizeof(float) * (size_t)(qhi - qlo));
+    }
+    shm_fence_(c); /* no rank writes its buffer again before the others have copied from it */
 }
 
 void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root)

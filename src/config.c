@@ -90,6 +90,7 @@ static const char *const schedules[] = {"none", "step", "cosine", NULL};
 static const char *const momentum_types[] = {"standard", "adjusted", NULL};
 static const char *const nonfinite_policies[] = {"stop", "skip", NULL};
 static const char *const parallel_modes[] = {"auto", "blas", "batch", NULL};
+static const char *const reduce_modes[] = {"auto", "mpi", "shm", NULL};
 
 static const char *const sections[] = {"run", "data", "model", "optimizer", "eval", "checkpoint",
                                        NULL};
@@ -108,6 +109,7 @@ static const struct key keys[] = {
     {KEY("run", "profile", K_BOOL, profile)},
     {KEY("run", "overlap", K_BOOL, overlap)},
     {KEY("run", "parallel", K_ENUM_INT, parallel), .choices = parallel_modes},
+    {KEY("run", "reduce", K_ENUM_INT, reduce), .choices = reduce_modes},
     {KEY("run", "bucket_mb", K_NUM, bucket_mb), .lo = 0, .hi = 1024},
     {KEY("run", "metrics_every", K_INT, metrics_every), .min = 0},
 

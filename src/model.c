@@ -458,6 +458,22 @@ void alig_model_summary(const alig_model_t *m, char *buf, size_t size)
     }
 }
 
+void alig_model_use_grads(alig_model_t *m, float *buf)
+{
+    memcpy(buf, m->grads, sizeof(float) * (size_t)m->n_reduce);
+    if (!m->grads_outside)
+        free(m->grads);
+    m->grads = buf;
+    m->grads_outside = 1;
+    for (int i = 0; i < m->n_layers; i++) {
+        alig_layer_t *l = &m->layers[i];
+        if (l->n_tensors > 0)
+            l->gw = m->grads + m->tensors[l->first_tensor].offset;
+        if (l->n_tensors > 1)
+            l->gb = m->grads + m->tensors[l->first_tensor + 1].offset;
+    }
+}
+
 void alig_model_share_params(alig_model_t *m, const alig_model_t *from)
 {
     if (!m->params_shared)
@@ -479,7 +495,8 @@ void alig_model_free(alig_model_t *m)
     free(m->tensors);
     if (!m->params_shared)
         free(m->params);
-    free(m->grads);
+    if (!m->grads_outside)
+        free(m->grads);
     free(m->acts);
     free(m->dacts);
     free(m->arena);

@@ -242,6 +242,60 @@ static int setup_parallel_(alig_trainer_t *t)
     return ALIG_OK;
 }
 
+/*
+ * [run] reduce: through node shared memory (alig_comm_shm_allreduce) or MPI's
+ * bucketed Iallreduce. auto takes shared memory when every rank is on one node:
+ * there the reduction is work for the ranks' own cores (Open MPI moves and adds
+ * the data inside its calls), and shared memory needs the fewest passes over it.
+ * Across nodes auto keeps MPI, whose buckets can overlap backward. Collective.
+ */
+static int setup_reduce_(alig_trainer_t *t)
+{
+    int world = alig_comm_size(t->comm), mode = t->cfg->reduce;
+    if (world == 1) {
+        snprintf(t->reduce_why, sizeof t->reduce_why, "none (one rank)");
+        return ALIG_OK;
+    }
+    int lo, hi;
+    int even = alig_comm_nodes_even(t->comm, &lo, &hi);
+    int nodes = world / hi;
+    if (mode == ALIG_REDUCE_SHM && !even)
+        return alig_fail(ALIG_E_CONFIG,
+                         "[run] reduce = shm needs the same number of ranks on every node, but "
+                         "the nodes run %d to %d; use reduce = mpi (or auto), or launch as many "
+                         "ranks per node", lo, hi);
+    int room = alig_comm_shm_room(t->comm, t->model.n_reduce);
+    double mb = (double)t->model.n_reduce * sizeof(float) * hi / 1048576.0;
+    if (mode == ALIG_REDUCE_SHM && !room)
+        return alig_fail(ALIG_E_CONFIG,
+                         "[run] reduce = shm: /dev/shm has no room for this node's %.0f MiB of "
+                         "gradient buffers (df /dev/shm); free it, or use reduce = mpi", mb);
+    if (mode == ALIG_REDUCE_SHM || (mode == ALIG_REDUCE_AUTO && hi == world && room)) {
+        float *buf = alig_comm_shm_alloc(t->comm, t->model.n_reduce);
+        alig_model_use_grads(&t->model, buf);
+        t->shm = 1;
+        if (nodes > 1)
+            snprintf(t->reduce_why, sizeof t->reduce_why,
+                     "shared memory on each node, then MPI_Allreduce across %d nodes "
+                     "([run] reduce = shm; no overlap)", nodes);
+        else
+            snprintf(t->reduce_why, sizeof t->reduce_why,
+                     "shared memory, one slice per rank (%s: all %d ranks on one node; no overlap)",
+                     mode == ALIG_REDUCE_SHM ? "[run] reduce = shm" : "auto", world);
+        return ALIG_OK;
+    }
+    char why[96];
+    if (mode == ALIG_REDUCE_MPI)
+        snprintf(why, sizeof why, "[run] reduce = mpi");
+    else if (hi < world)
+        snprintf(why, sizeof why, "auto: ranks on several nodes");
+    else
+        snprintf(why, sizeof why, "auto: /dev/shm has no room for %.0f MiB of buffers", mb);
+    snprintf(t->reduce_why, sizeof t->reduce_why, "MPI_Iallreduce in %d bucket(s)%s (%s)",
+             t->n_buckets, t->cfg->overlap ? ", overlapped with backward" : " after backward", why);
+    return ALIG_OK;
+}
+
 static int build_model_(alig_trainer_t *t)
 {
     const alig_config_t *cfg = t->cfg;
@@ -323,6 +377,9 @@ static int build_model_(alig_trainer_t *t)
     if (rc)
         return rc;
     plan_buckets_(t);
+    rc = setup_reduce_(t);
+    if (rc)
+        return rc;
     rc = setup_parallel_(t);
     if (rc)
         return rc;
@@ -529,14 +586,17 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
         t->part_from[k] = m->n_reduce; /* nothing final yet */
     t->sum_end = m->n_params;
     /* with [run] overlap, buckets final in every part are reduced while backward runs */
-    m->grads_ready = reduce && cfg->overlap ? parts_ready_ : !reduce && t->n_parts == 1 ? norm_ready_
-                                                                                      : NULL;
+    m->grads_ready = reduce && cfg->overlap && !t->shm ? parts_ready_
+                     : !reduce && t->n_parts == 1  ? norm_ready_
+                                                   : NULL;
     m->grads_ready_ctx = t;
     alig_pool_run(t->pool, backward_part_, &j);
     if (t->n_parts > 1 && t->team.n == 0)
         alig_pool_run(t->pool, sum_parts_, t); /* the sums parts_ready_ has not added */
     double t3 = alig_time();
-    if (reduce) {
+    if (reduce && t->shm) {
+        alig_comm_shm_allreduce(t->comm);
+    } else if (reduce) {
         grads_ready_(t, 0);
         alig_comm_wait_all(t->comm);
     }
@@ -666,6 +726,7 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     char blas[256];
     alig_blas_describe(blas, sizeof blas);
     fprintf(log, "blas: %s\n", blas);
+    fprintf(log, "reduce: %s\n", t->reduce_why);
     if (t->threads > 1)
         fprintf(log, "parallel: %s (%s)\n",
                 t->n_parts > 1 ? "batch, each thread takes a part of the slice"

@@ -9,6 +9,7 @@
 #include "check_suites.h"
 
 #include "alig/blas.h"
+#include "alig/comm.h"
 
 #include <cblas.h>
 
@@ -78,38 +79,61 @@ static float *read_floats_(const char *path, long *n)
  * momentum amplify it to ~1e-6, so 1e-5 leaves margin while any real
  * difference in data or weighting shows up at 1e-2 or more.
  * mpi_steps also checks bitwise agreement across ranks after every step.
+ * Both reductions ([run] reduce = shm, the default on one node, and mpi), and
+ * at 4 ranks the shared-memory one as on two nodes of 2 ranks
+ * (ALIG_TEST_NODE_SIZE=2: node sums, then MPI_Allreduce across the nodes).
  */
 START_TEST(same_parameters_at_1_2_3_4_ranks)
 {
     const char *cfg = setup_(47, 9, ""); /* 6 batches/epoch: 5 x 9 + 1 x 2 */
-    char cmd[4096], pre[128], file[4][600];
-    double elapsed;
-    for (int np = 1; np <= 4; np++) {
-        mpirun_(pre, sizeof pre, np);
-        snprintf(file[np - 1], sizeof file[0], "%s/params-np%d.bin", dir_, np);
-        snprintf(cmd, sizeof cmd, "%s %s/tests/mpi_steps %s %s run.max_steps=12 run.threads=1", pre,
-                 env_("ALIG_BUILD", "build"), cfg, file[np - 1]);
-        int rc = test_run(cmd, 120, out_, sizeof out_, &elapsed);
-        ck_assert_msg(rc == 0, "np=%d failed (%d):\n%s", np, rc, out_);
+    static const struct {
+        int np;
+        const char *how;
+        int node_size; /* > 0: ALIG_TEST_NODE_SIZE */
+    } runs[] = {{1, "", 0},
+                {2, "run.reduce=shm", 0}, {3, "run.reduce=shm", 0}, {4, "run.reduce=shm", 0},
+                {2, "run.reduce=mpi", 0}, {3, "run.reduce=mpi", 0}, {4, "run.reduce=mpi", 0},
+                {4, "run.reduce=shm", 2}};
+    enum { RUNS = sizeof runs / sizeof runs[0] };
+    char cmd[8192], pre[128], file[RUNS][600];
+    for (int r = 0; r < RUNS; r++) {
+        mpirun_(pre, sizeof pre, runs[r].np);
+        char node[64] = "";
+        if (runs[r].node_size)
+            snprintf(node, sizeof node, "-x ALIG_TEST_NODE_SIZE=%d", runs[r].node_size);
+        snprintf(file[r], sizeof file[0], "%s/params-%d.bin", dir_, r);
+        snprintf(cmd, sizeof cmd, "%s %s %s/tests/mpi_steps %s %s run.max_steps=12 run.threads=1 %s",
+                 pre, node, env_("ALIG_BUILD", "build"), cfg, file[r], runs[r].how);
+        int rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+        ck_assert_msg(rc == 0, "np=%d %s %s failed (%d):\n%s", runs[r].np, runs[r].how, node, rc,
+                      out_);
     }
     long n1, n;
     float *p1 = read_floats_(file[0], &n1);
     double scale = 0;
     for (long i = 0; i < n1; i++)
         scale = fmax(scale, fabs(p1[i]));
-    for (int np = 2; np <= 4; np++) {
-        float *p = read_floats_(file[np - 1], &n);
+    for (int r = 1; r < RUNS; r++) {
+        float *p = read_floats_(file[r], &n);
         ck_assert_int_eq(n, n1);
         double worst = 0;
         for (long i = 0; i < n; i++)
             worst = fmax(worst, fabs((double)p[i] - p1[i]) / scale);
-        ck_assert_msg(worst <= 1e-5, "np=%d differs from np=1 by %g (relative to max |w| %g)", np,
-                      worst, scale);
+        ck_assert_msg(worst <= 1e-5,
+                      "np=%d %s (nodes of %d) differs from np=1 by %g (relative to max |w| %g)",
+                      runs[r].np, runs[r].how, runs[r].node_size, worst, scale);
         free(p);
     }
+    /* two ranks: a + b either way, so the two reductions give the same bits */
+    float *shm = read_floats_(file[1], &n), *mpi = read_floats_(file[4], &n1);
+    ck_assert_msg(n == n1 && memcmp(shm, mpi, sizeof(float) * (size_t)n) == 0,
+                  "np=2: reduce = shm and reduce = mpi differ");
+    free(shm);
+    free(mpi);
     free(p1);
 }
 END_TEST
+
 
 /*
  * Ranks with different thread counts hold the same bits after every step
@@ -178,11 +202,11 @@ START_TEST(overlap_on_and_off_give_the_same_bits)
         snprintf(b, sizeof b, "%s/ov-off-%d.bin", dir_, r);
         snprintf(cmd, sizeof cmd,
                  "%s %s/tests/mpi_steps %s %s run.max_steps=8 %s run.overlap=true "
-                 "run.bucket_mb=0.001", pre, env_("ALIG_BUILD", "build"), cfg, a, runs[r].threads);
+                 "run.bucket_mb=0.001 run.reduce=mpi", pre, env_("ALIG_BUILD", "build"), cfg, a, runs[r].threads);
         ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
         snprintf(cmd, sizeof cmd,
                  "%s %s/tests/mpi_steps %s %s run.max_steps=8 %s run.overlap=false "
-                 "run.bucket_mb=0.001", pre, env_("ALIG_BUILD", "build"), cfg, b, runs[r].threads);
+                 "run.bucket_mb=0.001 run.reduce=mpi", pre, env_("ALIG_BUILD", "build"), cfg, b, runs[r].threads);
         ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
         long na, nb;
         float *pa = read_floats_(a, &na), *pb = read_floats_(b, &nb);
@@ -246,6 +270,40 @@ static int count_(const char *hay, const char *needle)
         n++;
     return n;
 }
+
+/* The room check before the shared window: a size no file system has does not fit,
+ * a byte does, and a directory statvfs cannot see lets the allocation try. */
+START_TEST(shm_room_check)
+{
+    ck_assert_int_eq(alig_shm_fits(test_tmpdir(), 1), 1);
+    ck_assert_int_eq(alig_shm_fits(test_tmpdir(), INT64_MAX / 2), 0);
+    ck_assert_int_eq(alig_shm_fits("/nonexistent/alig", INT64_MAX / 2), 1);
+}
+END_TEST
+
+/*
+ * The hierarchical shared-memory reduction needs as many ranks on every node:
+ * asked for on nodes of 2 and 1 ranks it is a config error that names the key,
+ * and auto then takes MPI's.
+ */
+START_TEST(shm_reduce_on_uneven_nodes)
+{
+    const char *cfg = setup_(47, 9, "");
+    char cmd[4096], pre[128];
+    mpirun_(pre, sizeof pre, 3);
+    snprintf(cmd, sizeof cmd, "%s -x ALIG_TEST_NODE_SIZE=2 %s/alig-train %s --set run.reduce=shm",
+             pre, env_("ALIG_BIN", "bin"), cfg);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
+    ck_assert_int_eq(count_(out_, "[run] reduce = shm needs the same number of ranks on every "
+                                  "node, but the nodes run 1 to 2"), 1);
+    snprintf(cmd, sizeof cmd, "%s -x ALIG_TEST_NODE_SIZE=2 %s/alig-train %s --set run.epochs=1",
+             pre, env_("ALIG_BIN", "bin"), cfg);
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    ck_assert_ptr_nonnull(strstr(out_, "reduce: MPI_Iallreduce"));
+}
+END_TEST
 
 /* The kernel name in a "blas: OpenBLAS 0.3.21, NAME kernels" line of out_, or "". */
 static const char *kernels_(void)
@@ -392,6 +450,8 @@ Suite *mpi_suite(void)
     tcase_add_test(tc, different_batch_gives_different_parameters);
     tcase_add_test(tc, overlap_on_and_off_give_the_same_bits);
     tcase_add_test(tc, ranks_with_different_thread_counts_agree);
+    tcase_add_test(tc, shm_reduce_on_uneven_nodes);
+    tcase_add_test(tc, shm_room_check);
     tcase_add_test(tc, cli_version_help_and_usage);
     tcase_add_test(tc, blas_kernels_reported_and_explicit_setting_wins);
     tcase_add_test(tc, ranks_on_different_kernels_hold_the_same_parameters);

@@ -44,6 +44,37 @@ void alig_comm_iallreduce_sum_f(alig_comm_t *c, float *buf, int64_t n);
 void alig_comm_progress(alig_comm_t *c);
 void alig_comm_wait_all(alig_comm_t *c);
 
+/*
+ * The gradient reduction through shared memory ([run] reduce = shm). Every
+ * rank allocates its buffer of n floats in a window shared by its node's
+ * ranks (collective over all ranks; returns this rank's buffer, zeroed, or
+ * NULL on one rank). alig_comm_shm_allreduce then sums the buffers in place:
+ * the buffer is cut into one slice per rank of the node; each rank adds its
+ * slice over the node's ranks in local-rank order, reading their buffers
+ * directly; with several nodes the slice's node sums are added across nodes
+ * (MPI_Allreduce among the ranks with the same local rank, which needs the
+ * same number of ranks on every node); then each rank copies the other
+ * slices. So a rank does one pass over the node's sums instead of MPI's
+ * copies through its transport, and every rank gets the same bits.
+ * Collective. The environment variable ALIG_TEST_NODE_SIZE=k (tests) makes
+ * every k consecutive ranks a node.
+ */
+float *alig_comm_shm_alloc(alig_comm_t *c, int64_t n);
+void alig_comm_shm_allreduce(alig_comm_t *c);
+
+/*
+ * Whether `bytes` more fit in the file system of `dir` (Open MPI backs the
+ * shared window with a file in /dev/shm): 1 when they do or when statvfs
+ * cannot tell, 0 when they do not. alig_comm_shm_room asks it on every rank
+ * for the node's buffers of n floats (collective; 1 only if all fit).
+ */
+int alig_shm_fits(const char *dir, int64_t bytes);
+int alig_comm_shm_room(alig_comm_t *c, int64_t n);
+
+/* Whether every node runs the same number of ranks; *min_ranks, *max_ranks get the
+ * range. Collective. */
+int alig_comm_nodes_even(alig_comm_t *c, int *min_ranks, int *max_ranks);
+
 /* Broadcast bytes from root. */
 void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root);
 

@@ -27,6 +27,7 @@
 #define ALIG_SPEC_MAX 2048
 #define ALIG_MAX_THREADS 1024   /* largest [run] threads */
 enum { ALIG_PARALLEL_AUTO, ALIG_PARALLEL_BLAS, ALIG_PARALLEL_BATCH }; /* [run] parallel */
+enum { ALIG_REDUCE_AUTO, ALIG_REDUCE_MPI, ALIG_REDUCE_SHM };          /* [run] reduce */
 #define ALIG_CONFIG_MAX_KEYS 96 /* room in alig_config_t.origin; config.c has fewer keys */
 
 typedef struct {
@@ -40,6 +41,7 @@ typedef struct {
     int check_every;            /* check_every = 100; >= 0, compare a parameter checksum across ranks every N steps (0: never) */
     int parallel;               /* parallel = auto; one of: auto (0), blas (1: BLAS threads share each GEMM), batch (2: each thread takes a part of the rank's slice); see alig/train.h */
     int overlap;                /* overlap = true; boolean: reduce gradient buckets while backward runs */
+    int reduce;                 /* reduce = auto; one of: auto (0), mpi (1: MPI_Iallreduce of buckets), shm (2: through node shared memory); see alig/comm.h */
     double bucket_mb;           /* bucket_mb = 4; number in [0, 1024], MiB per gradient bucket (0: one fused reduction) */
     int profile;                /* profile = false; boolean: print the time split of a step (data, forward, backward, allreduce, optimizer) each epoch */
     int metrics_every;          /* metrics_every = 10; >= 0, a steps.csv row every N steps (0: none) */

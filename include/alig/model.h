@@ -93,6 +93,7 @@ typedef struct {
     float *params;            /* (n_params); not owned after alig_model_share_params */
     int params_shared;        /* 1: params (and the w, b views) belong to another model */
     float *grads;             /* (n_reduce): gradients, the tail, room for the state */
+    int grads_outside;        /* 1: grads is the caller's (alig_model_use_grads) */
     int64_t n_reduce;         /* n_params + ALIG_REDUCE_TAIL + n_state */
     int n_state_tensors;      /* non-trained state, e.g. batch-norm running statistics: */
     alig_tensor_t *state_tensors; /* views into `state`, named like parameter tensors */
@@ -223,6 +224,10 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y);
  * batch-norm running statistics stay its own. Free m before `from`.
  */
 void alig_model_share_params(alig_model_t *m, const alig_model_t *from);
+
+/* Keep the gradients (n_reduce floats, the tail included) in buf, owned by the
+ * caller (the shared-memory reduction's window), from now on. */
+void alig_model_use_grads(alig_model_t *m, float *buf);
 
 /* Index of the tensor called `name`, or -1. */
 int alig_model_find_tensor(const alig_model_t *m, const char *name);

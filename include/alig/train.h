@@ -61,6 +61,8 @@ typedef struct {
     /* gradient buckets reduced as backward produces them (see train.c plan_buckets_) */
 #define ALIG_MAX_BUCKETS 64
     int n_buckets, next_bucket;
+    int shm;                      /* 1: gradients reduced through node shared memory ([run] reduce) */
+    char reduce_why[160];         /* for the start-up log */
     int64_t bucket_start[ALIG_MAX_BUCKETS]; /* descending; bucket b is [start[b], start[b-1]) */
     /* training position: the next step is batch `batch` of epoch `epoch` */
     int64_t epoch, batch, step;
