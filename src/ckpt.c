@@ -701,6 +701,7 @@ int alig_ckpt_save(alig_trainer_t *t, const char *why, FILE *log)
                                alig_fail(ALIG_E_INTERNAL, "alig_ckpt_save before alig_ckpt_begin"));
     int root = alig_comm_rank(t->comm) == 0;
     double t0 = alig_time();
+    alig_trainer_gather_state(t); /* each rank's share of the momentum, for rank 0 to write */
     int64_t bytes = 0;
     char final[CK_PATH_MAX] = "";
     int rc = root ? save_atomic_(c, t, &bytes, final, sizeof final) : ALIG_OK;

@@ -3,6 +3,7 @@
  */
 #include "alig/comm.h"
 #include "alig/config.h"
+#include "alig/data.h"
 #include "alig/error.h"
 
 #include <cblas.h>
@@ -22,10 +23,13 @@ struct alig_comm {
     MPI_Comm node; /* ranks sharing this node's memory */
     MPI_Request pending[ALIG_COMM_MAX_PENDING];
     int n_pending;
-    /* alig_comm_shm_alloc: one buffer per rank of the node in a shared window */
-    MPI_Win win;
-    float **peer;   /* (local_size) every local rank's buffer, mapped here */
-    int64_t shm_n;  /* floats per buffer; 0: none */
+    /* alig_comm_shm_alloc: windows with one buffer per rank of the node */
+    struct shm_ {
+        MPI_Win win;
+        float **peer;  /* (local_size) every local rank's buffer, mapped here */
+        int64_t n;     /* floats per buffer */
+    } shm[ALIG_COMM_MAX_SHM];
+    int n_shm;
     MPI_Comm cross; /* the ranks with this local rank, one per node (several nodes) */
 };
 
@@ -69,16 +73,17 @@ void alig_comm_finalize(alig_comm_t *c)
     if (!c)
         return;
     if (c->use_mpi) {
-        if (c->shm_n > 0) {
-            MPI_Win_unlock_all(c->win);
-            MPI_Win_free(&c->win);
-            if (c->cross != MPI_COMM_NULL)
-                MPI_Comm_free(&c->cross);
+        for (int i = 0; i < c->n_shm; i++) {
+            MPI_Win_unlock_all(c->shm[i].win);
+            MPI_Win_free(&c->shm[i].win);
         }
+        if (c->n_shm > 0 && c->cross != MPI_COMM_NULL)
+            MPI_Comm_free(&c->cross);
         MPI_Comm_free(&c->node);
         MPI_Finalize();
     }
-    free(c->peer);
+    for (int i = 0; i < c->n_shm; i++)
+        free(c->shm[i].peer);
     free(c);
 }
 
@@ -174,92 +179,147 @@ int alig_comm_shm_room(alig_comm_t *c, int64_t n)
 
 float *alig_comm_shm_alloc(alig_comm_t *c, int64_t n)
 {
-    if (!c->use_mpi || c->size == 1 || c->shm_n > 0 || n <= 0)
+    if (!c->use_mpi || c->size == 1 || c->n_shm == ALIG_COMM_MAX_SHM || n <= 0)
         return NULL;
+    struct shm_ *w = &c->shm[c->n_shm];
     float *mine = NULL;
     /* MPI_Win_allocate_shared fails through the default error handler (the job aborts) */
     MPI_Win_allocate_shared((MPI_Aint)n * (MPI_Aint)sizeof(float), (int)sizeof(float),
-                            MPI_INFO_NULL, c->node, &mine, &c->win);
-    c->peer = malloc(sizeof *c->peer * (size_t)c->local_size);
-    if (!c->peer)
+                            MPI_INFO_NULL, c->node, &mine, &w->win);
+    w->peer = malloc(sizeof *w->peer * (size_t)c->local_size);
+    if (!w->peer)
         alig_comm_abort(c, ALIG_E_MEMORY);
     for (int q = 0; q < c->local_size; q++) {
         MPI_Aint size;
         int unit;
-        MPI_Win_shared_query(c->win, q, &size, &unit, &c->peer[q]);
+        MPI_Win_shared_query(w->win, q, &size, &unit, &w->peer[q]);
     }
     /* passive target for the whole run: loads and stores, ordered by MPI_Win_sync + barriers */
-    MPI_Win_lock_all(MPI_MODE_NOCHECK, c->win);
-    c->cross = MPI_COMM_NULL;
-    if (c->local_size < c->size)
-        MPI_Comm_split(MPI_COMM_WORLD, c->local_rank, c->rank, &c->cross);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, w->win);
+    if (c->n_shm == 0) {
+        c->cross = MPI_COMM_NULL;
+        if (c->local_size < c->size)
+            MPI_Comm_split(MPI_COMM_WORLD, c->local_rank, c->rank, &c->cross);
+    }
     memset(mine, 0, sizeof(float) * (size_t)n);
-    c->shm_n = n;
+    w->n = n;
+    c->n_shm++;
     return mine;
 }
 
-/* Slice q of p of n floats, cut at multiples of 16 (whole cache lines). */
-static void shm_slice_(int64_t n, int q, int p, int64_t *lo, int64_t *hi)
+static struct shm_ *shm_of_(alig_comm_t *c, const float *buf)
 {
-    int64_t lines = (n + 15) / 16;
-    *lo = lines * q / p * 16;
-    *hi = lines * (q + 1) / p * 16;
-    if (*lo > n)
-        *lo = n;
-    if (*hi > n)
-        *hi = n;
+    for (int i = 0; i < c->n_shm; i++)
+        if (c->shm[i].peer[c->local_rank] == buf)
+            return &c->shm[i];
+    return NULL;
 }
 
-/* The node barrier that orders the buffers' loads and stores between the ranks. */
-static void shm_fence_(alig_comm_t *c)
+void alig_comm_node_slice(const alig_comm_t *c, int q, int64_t n, int64_t unit, int64_t *lo,
+                          int64_t *hi)
 {
-    MPI_Win_sync(c->win);
+    int64_t ulo, uhi;
+    alig_batch_slice((n + unit - 1) / unit, q, c->local_size, &ulo, &uhi);
+    *lo = ulo * unit < n ? ulo * unit : n;
+    *hi = uhi * unit < n ? uhi * unit : n;
+}
+
+void alig_comm_shm_fence(alig_comm_t *c)
+{
+    for (int i = 0; i < c->n_shm; i++)
+        MPI_Win_sync(c->shm[i].win);
     MPI_Barrier(c->node);
-    MPI_Win_sync(c->win);
+    for (int i = 0; i < c->n_shm; i++)
+        MPI_Win_sync(c->shm[i].win);
 }
 
-void alig_comm_shm_allreduce(alig_comm_t *c)
+void alig_comm_shm_sum(alig_comm_t *c, float *buf, int64_t lo, int64_t hi)
 {
-    if (c->shm_n == 0)
+    struct shm_ *w = shm_of_(c, buf);
+    if (!w)
         return;
-    int p = c->local_size, r = c->local_rank;
-    float *mine = c->peer[r];
-    int64_t lo, hi;
-    shm_slice_(c->shm_n, r, p, &lo, &hi);
-    shm_fence_(c); /* every rank's sums are written */
-    /* this rank's slice, summed over the node's ranks in local-rank order, in chunks
-     * that stay in L1: ((b0 + b1) + b2) + ... */
+    int p = c->local_size;
+    /* summed over the node's ranks in local-rank order, in chunks that stay in L1:
+     * ((b0 + b1) + b2) + ... (one rank: its own sums) */
     enum { CHUNK = 2048 };
     float acc[CHUNK];
-    for (int64_t s = lo; p > 1 && s < hi; s += CHUNK) { /* (one rank: its own sums) */
+    for (int64_t s = lo; p > 1 && s < hi; s += CHUNK) {
         int64_t m = hi - s < CHUNK ? hi - s : CHUNK;
-        const float *b0 = c->peer[0] + s, *b1 = c->peer[1] + s;
+        const float *b0 = w->peer[0] + s, *b1 = w->peer[1] + s;
         for (int64_t i = 0; i < m; i++)
             acc[i] = b0[i] + b1[i];
         for (int q = 2; q < p; q++) {
-            const float *bq = c->peer[q] + s;
+            const float *bq = w->peer[q] + s;
             for (int64_t i = 0; i < m; i++)
                 acc[i] += bq[i];
         }
-        memcpy(mine + s, acc, sizeof(float) * (size_t)m);
+        memcpy(buf + s, acc, sizeof(float) * (size_t)m);
     }
-    /* several nodes: the slice's node sums added across nodes */
-    if (c->cross != MPI_COMM_NULL) {
+    /* several nodes: the range's node sums added across nodes */
+    if (c->cross != MPI_COMM_NULL)
         for (int64_t s = lo; s < hi;) {
             int chunk = hi - s > INT_MAX ? INT_MAX : (int)(hi - s);
-            MPI_Allreduce(MPI_IN_PLACE, mine + s, chunk, MPI_FLOAT, MPI_SUM, c->cross);
+            MPI_Allreduce(MPI_IN_PLACE, buf + s, chunk, MPI_FLOAT, MPI_SUM, c->cross);
             s += chunk;
         }
-    }
-    shm_fence_(c); /* every slice is final */
-    for (int q = 0; q < p; q++) {
-        if (q == r)
+}
+
+void alig_comm_shm_fetch(alig_comm_t *c, float *buf, int64_t lo, int64_t hi, int64_t unit,
+                         int64_t n_slice)
+{
+    struct shm_ *w = shm_of_(c, buf);
+    if (!w)
+        return;
+    for (int q = 0; q < c->local_size; q++) {
+        if (q == c->local_rank)
             continue;
         int64_t qlo, qhi;
-        shm_slice_(c->shm_n, q, p, &qlo, &qhi);
-        memcpy(mine + qlo, c->peer[q] + qlo, sizeof(float) * (size_t)(qhi - qlo));
+        alig_comm_node_slice(c, q, n_slice, unit, &qlo, &qhi);
+        qlo = qlo > lo ? qlo : lo;
+        qhi = qhi < hi ? qhi : hi;
+        if (qhi > qlo)
+            memcpy(buf + qlo, w->peer[q] + qlo, sizeof(float) * (size_t)(qhi - qlo));
     }
-    shm_fence_(c); /* no rank writes its buffer again before the others have copied from it */
+}
+
+void alig_comm_shm_allreduce(alig_comm_t *c, float *buf)
+{
+    struct shm_ *w = shm_of_(c, buf);
+    if (!w)
+        return;
+    int64_t lo, hi;
+    alig_comm_node_slice(c, c->local_rank, w->n, 16, &lo, &hi);
+    alig_comm_shm_fence(c); /* every rank's sums are written */
+    alig_comm_shm_sum(c, buf, lo, hi);
+    alig_comm_shm_fence(c); /* every slice is final */
+    alig_comm_shm_fetch(c, buf, 0, w->n, 16, w->n);
+    alig_comm_shm_fence(c); /* no rank writes its buffer again before the others have read it */
+}
+
+void alig_comm_node_allgather(alig_comm_t *c, void *buf, size_t elem, int64_t n, int64_t unit,
+                              int64_t n_slice)
+{
+    if (!c->use_mpi || c->local_size == 1)
+        return;
+    int p = c->local_size;
+    int *counts = malloc(sizeof(int) * 2 * (size_t)p);
+    if (!counts)
+        alig_comm_abort(c, ALIG_E_MEMORY);
+    for (int q = 0; q < p; q++) {
+        int64_t lo, hi;
+        alig_comm_node_slice(c, q, n_slice, unit, &lo, &hi);
+        lo = lo < n ? lo : n;
+        hi = hi < n ? hi : n;
+        if ((hi - lo) * (int64_t)elem > INT_MAX || lo * (int64_t)elem > INT_MAX) {
+            alig_fail(ALIG_E_INTERNAL, "alig_comm_node_allgather: %lld bytes", (long long)(n * elem));
+            fprintf(stderr, "alig-train: rank %d: %s\n", c->rank, alig_error_message());
+            alig_comm_abort(c, ALIG_E_INTERNAL);
+        }
+        counts[q] = (int)((hi - lo) * (int64_t)elem);
+        counts[p + q] = (int)(lo * (int64_t)elem);
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + p, MPI_BYTE, c->node);
+    free(counts);
 }
 
 void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root)

@@ -474,6 +474,13 @@ void alig_model_use_grads(alig_model_t *m, float *buf)
     }
 }
 
+void alig_model_use_params(alig_model_t *m, float *buf)
+{
+    memcpy(buf, m->params, sizeof(float) * (size_t)m->n_params);
+    alig_model_t view = {.params = buf}; /* alig_model_share_params reads only params */
+    alig_model_share_params(m, &view);
+}
+
 void alig_model_share_params(alig_model_t *m, const alig_model_t *from)
 {
     if (!m->params_shared)

@@ -134,6 +134,7 @@ struct pass_ {
     float g_scale, scale;
     double gamma;
     int norm_w;     /* PASS_UPDATE: also the block sums of the updated w's squares */
+    int64_t b0, b1; /* the blocks of the pass */
 };
 
 static void pass_(void *ctx, int tid, int n_threads)
@@ -141,7 +142,8 @@ static void pass_(void *ctx, int tid, int n_threads)
     const struct pass_ *a = ctx;
     alig_optim_t *o = a->o;
     int64_t b0, b1;
-    alig_batch_slice(alig_n_blocks(o->n), tid, n_threads, &b0, &b1);
+    alig_batch_slice(a->b1 - a->b0, tid, n_threads, &b0, &b1);
+    b0 += a->b0, b1 += a->b0;
     for (int64_t b = b0; b < b1; b++) {
         int64_t lo = b * ALIG_BLOCK, hi = lo + ALIG_BLOCK < o->n ? lo + ALIG_BLOCK : o->n;
         if (a->what == PASS_NORM) {
@@ -168,11 +170,18 @@ static double sum_partials_(const alig_optim_t *o)
 
 double alig_optim_norm2(alig_optim_t *o, const float *g)
 {
-    struct pass_ a = {.o = o, .what = PASS_NORM, .x = g};
-    alig_pool_run(o->pool, pass_, &a);
-    memset(o->norm_done, 0, (size_t)alig_n_blocks(o->n));
+    alig_optim_norm2_blocks(o, g, 0, alig_n_blocks(o->n));
     return sum_partials_(o);
 }
+
+void alig_optim_norm2_blocks(alig_optim_t *o, const float *g, int64_t b0, int64_t b1)
+{
+    struct pass_ a = {.o = o, .what = PASS_NORM, .x = g, .b0 = b0, .b1 = b1};
+    alig_pool_run(o->pool, pass_, &a);
+    memset(o->norm_done, 0, (size_t)alig_n_blocks(o->n));
+}
+
+double alig_optim_sum_partials(const alig_optim_t *o) { return sum_partials_(o); }
 
 void alig_optim_norm2_range(alig_optim_t *o, const float *g, int64_t lo, int64_t hi)
 {
@@ -191,19 +200,30 @@ void alig_optim_norm2_range(alig_optim_t *o, const float *g, int64_t lo, int64_t
 
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma_d)
 {
+    int64_t nb = alig_n_blocks(o->n);
+    if (alig_optim_apply_blocks(o, w, g, g_scale, gamma_d, 0, nb))
+        alig_optim_project_blocks(o, w, 0, nb);
+}
+
+int alig_optim_apply_blocks(alig_optim_t *o, float *w, const float *g, float g_scale,
+                            double gamma_d, int64_t b0, int64_t b1)
+{
     const alig_optim_opts_t *p = &o->opts;
     if (p->kind == ALIG_OPT_ADAM || p->kind == ALIG_OPT_ADAMW)
         o->t++;
     struct pass_ a = {.o = o, .what = PASS_UPDATE, .w = w, .x = g, .g_scale = g_scale,
-                      .gamma = gamma_d, .norm_w = isfinite(p->max_norm)};
+                      .gamma = gamma_d, .norm_w = isfinite(p->max_norm), .b0 = b0, .b1 = b1};
     alig_pool_run(o->pool, pass_, &a);
-    if (!a.norm_w)
-        return;
+    return a.norm_w;
+}
+
+void alig_optim_project_blocks(alig_optim_t *o, float *w, int64_t b0, int64_t b1)
+{
     /* the projection, from the norm the update pass summed (= alig_project's) */
     double norm = sqrt(sum_partials_(o));
-    if (norm > p->max_norm) {
-        a.what = PASS_SCALE;
-        a.scale = (float)(p->max_norm / norm);
+    if (norm > o->opts.max_norm) {
+        struct pass_ a = {.o = o, .what = PASS_SCALE, .w = w,
+                          .scale = (float)(o->opts.max_norm / norm), .b0 = b0, .b1 = b1};
         alig_pool_run(o->pool, pass_, &a);
     }
 }

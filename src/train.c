@@ -271,17 +271,25 @@ static int setup_reduce_(alig_trainer_t *t)
                          "[run] reduce = shm: /dev/shm has no room for this node's %.0f MiB of "
                          "gradient buffers (df /dev/shm); free it, or use reduce = mpi", mb);
     if (mode == ALIG_REDUCE_SHM || (mode == ALIG_REDUCE_AUTO && hi == world && room)) {
-        float *buf = alig_comm_shm_alloc(t->comm, t->model.n_reduce);
-        alig_model_use_grads(&t->model, buf);
+        alig_model_t *m = &t->model;
+        alig_model_use_grads(m, alig_comm_shm_alloc(t->comm, m->n_reduce));
+        alig_model_use_params(m, alig_comm_shm_alloc(t->comm, m->n_params));
         t->shm = 1;
+        /* this rank's share: whole blocks, so that its blocks' norms are the plain ones */
+        int64_t nb = alig_n_blocks(m->n_params);
+        alig_comm_node_slice(t->comm, alig_comm_local_rank(t->comm), m->n_reduce, ALIG_BLOCK,
+                             &t->shard_lo, &t->shard_hi);
+        t->shard_b0 = t->shard_lo / ALIG_BLOCK < nb ? t->shard_lo / ALIG_BLOCK : nb;
+        t->shard_b1 = (t->shard_hi + ALIG_BLOCK - 1) / ALIG_BLOCK;
+        t->shard_b1 = t->shard_b1 < nb ? t->shard_b1 : nb;
         if (nodes > 1)
             snprintf(t->reduce_why, sizeof t->reduce_why,
-                     "shared memory on each node, then MPI_Allreduce across %d nodes "
-                     "([run] reduce = shm; no overlap)", nodes);
+                     "shared memory on each node, then MPI_Allreduce across %d nodes; each "
+                     "rank updates 1/%d of the parameters ([run] reduce = shm)", nodes, hi);
         else
             snprintf(t->reduce_why, sizeof t->reduce_why,
-                     "shared memory, one slice per rank (%s: all %d ranks on one node; no overlap)",
-                     mode == ALIG_REDUCE_SHM ? "[run] reduce = shm" : "auto", world);
+                     "shared memory; each rank sums and updates 1/%d of the parameters (%s: all "
+                     "ranks on one node)", world, mode == ALIG_REDUCE_SHM ? "[run] reduce = shm" : "auto");
         return ALIG_OK;
     }
     char why[96];
@@ -594,8 +602,11 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     if (t->n_parts > 1 && t->team.n == 0)
         alig_pool_run(t->pool, sum_parts_, t); /* the sums parts_ready_ has not added */
     double t3 = alig_time();
-    if (reduce && t->shm) {
-        alig_comm_shm_allreduce(t->comm);
+    if (reduce && t->shm) { /* this rank's share of the sums, then the tail from its owner */
+        alig_comm_shm_fence(t->comm);
+        alig_comm_shm_sum(t->comm, m->grads, t->shard_lo, t->shard_hi);
+        alig_comm_shm_fence(t->comm);
+        alig_comm_shm_fetch(t->comm, m->grads, m->n_params, m->n_reduce, ALIG_BLOCK, m->n_reduce);
     } else if (reduce) {
         grads_ready_(t, 0);
         alig_comm_wait_all(t->comm);
@@ -612,7 +623,16 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     /* mean gradient = sums / count; the division is folded into the norm and the update */
     float inv_count = 1.0f / count;
     double loss = (double)tail[ALIG_TAIL_LOSS] / (double)count;
-    double gn2 = alig_optim_norm2(&t->optim, m->grads) * (double)inv_count * (double)inv_count;
+    double gn2;
+    if (t->shm) { /* this rank's blocks; the others' block sums from their owners */
+        alig_optim_norm2_blocks(&t->optim, m->grads, t->shard_b0, t->shard_b1);
+        alig_comm_node_allgather(t->comm, t->optim.partials, sizeof(double),
+                                 alig_n_blocks(m->n_params), 1, alig_n_blocks(m->n_reduce));
+        gn2 = alig_optim_sum_partials(&t->optim);
+    } else {
+        gn2 = alig_optim_norm2(&t->optim, m->grads);
+    }
+    gn2 *= (double)inv_count * (double)inv_count;
     alig_epoch_stats_t *s = &t->stats;
     alig_step_info_t si;
     /* every rank sees the same reduced values, so all take the same branch */
@@ -642,7 +662,19 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
         si = (alig_step_info_t){.loss = loss, .grad_norm2 = gn2, .step_unclipped = gamma,
                                 .step = gamma, .clipped = 0};
     }
-    alig_optim_apply(&t->optim, m->params, m->grads, inv_count, gamma);
+    if (t->shm) { /* this rank's blocks, then the others' from their owners */
+        if (alig_optim_apply_blocks(&t->optim, m->params, m->grads, inv_count, gamma,
+                                    t->shard_b0, t->shard_b1)) {
+            alig_comm_node_allgather(t->comm, t->optim.partials, sizeof(double),
+                                     alig_n_blocks(m->n_params), 1, alig_n_blocks(m->n_reduce));
+            alig_optim_project_blocks(&t->optim, m->params, t->shard_b0, t->shard_b1);
+        }
+        alig_comm_shm_fence(t->comm);
+        /* no fence after: a rank writes its share again only after the next step's fences */
+        alig_comm_shm_fetch(t->comm, m->params, 0, m->n_params, ALIG_BLOCK, m->n_reduce);
+    } else {
+        alig_optim_apply(&t->optim, m->params, m->grads, inv_count, gamma);
+    }
 
     s->phase[ALIG_PHASE_DATA] += t1 - t0;
     s->phase[ALIG_PHASE_FORWARD] += t2 - t1;
@@ -686,6 +718,17 @@ advance:
     }
     s->seconds += alig_time() - t0;
     return ALIG_OK;
+}
+
+void alig_trainer_gather_state(alig_trainer_t *t)
+{
+    if (!t->shm)
+        return;
+    float *bufs[2] = {t->optim.v, t->optim.s};
+    for (int i = 0; i < 2; i++)
+        if (bufs[i])
+            alig_comm_node_allgather(t->comm, bufs[i], sizeof(float), t->model.n_params,
+                                     ALIG_BLOCK, t->model.n_reduce);
 }
 
 void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *loss,

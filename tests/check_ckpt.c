@@ -181,10 +181,12 @@ typedef struct {
     alig_ckpt_info_t info;
 } snap_t;
 
+static const char *snap_layers_ = LAYERS; /* the model the snapshots are read with */
+
 static int read_snap_(const char *path, snap_t *s)
 {
     alig_model_t m;
-    ck_assert_int_eq(alig_model_build(&m, LAYERS, 1, 6, 6, 5, 1), ALIG_OK);
+    ck_assert_int_eq(alig_model_build(&m, snap_layers_, 1, 6, 6, 5, 1), ALIG_OK);
     s->n = m.n_params;
     s->p = malloc(sizeof(float) * (size_t)m.n_params);
     s->v = malloc(sizeof(float) * (size_t)m.n_params);
@@ -981,6 +983,48 @@ START_TEST(adam_resume_is_bitwise_identical)
 }
 END_TEST
 
+/*
+ * With [run] reduce = shm each rank updates the momentum of its own blocks only
+ * (alig_trainer_gather_state collects the rest for a checkpoint). A model of
+ * six 16384-value blocks, so both ranks own some: the checkpointed momentum must
+ * be the same bits as with reduce = mpi (every rank updates all of it; at 2
+ * ranks the sums are the same bits), and a resume from it is exact.
+ */
+START_TEST(resume_with_sharded_momentum_is_bitwise_identical)
+{
+    scratch_();
+    make_data_(N_SAMPLES);
+    write_config_("");
+    const char *big = "'--set=model.layers=dense 2048, relu, dense 5'";
+    snap_layers_ = "dense 2048, relu, dense 5";
+    char args[2048];
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/mpi --set run.max_steps=10 --set run.reduce=mpi",
+             big, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/base --set run.reduce=shm", big, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.max_steps=10 --set run.reduce=shm",
+             big, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snap_t mpi, mid, a, b;
+    snap_(ckpt_("mpi", 10), &mpi);
+    snap_(ckpt_("part", 10), &mid);
+    ck_assert_int_gt(mid.n, 5 * 16384);
+    assert_bitwise_(&mpi, &mid, "step 10, reduce = shm vs mpi");
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.reduce=shm", big, dir_);
+    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    snap_(ckpt_("base", 21), &a);
+    snap_(ckpt_("part", 21), &b);
+    assert_bitwise_(&a, &b, "sharded momentum, resumed at step 10 vs straight");
+    ck_assert_double_gt(max_abs_diff_(mid.v, a.v, a.n), 1e-3); /* it moved after step 10 */
+    snap_layers_ = LAYERS;
+    snap_free_(&mpi);
+    snap_free_(&mid);
+    snap_free_(&a);
+    snap_free_(&b);
+}
+END_TEST
+
 START_TEST(elastic_resume_4_ranks_to_2_and_3)
 {
     scratch_();
@@ -1419,6 +1463,7 @@ Suite *ckpt_suite(void)
     tcase_add_test(tc, resume_with_other_threads_warns);
     tcase_add_test(tc, sigterm_to_one_rank_checkpoints_and_exits_75_then_resumes_exactly);
     tcase_add_test(tc, sigusr1_to_mpirun_is_forwarded_and_checkpoints);
+    tcase_add_test(tc, resume_with_sharded_momentum_is_bitwise_identical);
     tcase_add_test(tc, kill_9_during_a_write_keeps_the_previous_checkpoint);
     tcase_add_test(tc, corrupt_or_truncated_newest_falls_back_to_the_previous);
     tcase_add_test(tc, other_architecture_or_data_order_is_refused_once);

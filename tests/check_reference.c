@@ -717,10 +717,11 @@ static const char *env_(const char *name, const char *fallback)
 
 /*
  * Run alig-train on 3 ranks over a small synthetic set for 6 steps with
- * [run] check_every = every; perturb ("S:R" or NULL) goes to the test hook
- * ALIG_TEST_FAULT=flip:S:R in src/train.c (alig/train.h). Returns the exit status.
+ * [run] check_every = every and [run] reduce = reduce; perturb ("S:R" or NULL)
+ * goes to the test hook ALIG_TEST_FAULT=flip:S:R in src/train.c (alig/train.h).
+ * Returns the exit status.
  */
-static int run_perturbed_(const char *perturb, int every)
+static int run_perturbed_(const char *perturb, int every, const char *reduce)
 {
     static int runs = 0; /* a fresh out_dir per run: nothing to resume from */
     char dir[512];
@@ -735,12 +736,13 @@ static int run_perturbed_(const char *perturb, int every)
     ck_assert_ptr_nonnull(f);
     fprintf(f,
             "[run]\nseed = 3\nepochs = 1\nmax_steps = 6\nthreads = 1\ncheck_every = %d\n"
+            "reduce = %s\n"
             "out_dir = %s/run-%d\n\n[data]\ntrain_images = %s/a-images.idx\n"
             "train_labels = %s/a-labels.idx\ntest_images = %s/a-images.idx\n"
             "test_labels = %s/a-labels.idx\nbatch_size = 10\n\n"
             "[model]\nlayers = dense 8, relu, dense 4\n\n[optimizer]\nmax_lr = 0.1\n\n"
             "[eval]\nevery = 0\n",
-            every, dir, ++runs, dir, dir, dir, dir);
+            every, reduce, dir, ++runs, dir, dir, dir, dir);
     fclose(f);
     const char *san = getenv("ALIG_SANITIZE");
     snprintf(cmd, sizeof cmd,
@@ -758,21 +760,29 @@ static int run_perturbed_(const char *perturb, int every)
 /*
  * One flipped bit on one rank must stop the run at the next check with an
  * error naming the step and the rank; an unperturbed run with the check on
- * every step must pass (no false alarm).
+ * every step must pass (no false alarm). With both reductions. (With reduce =
+ * shm each parameter has one owning rank per node, and the others copy it
+ * every step: a flip in a copy lasts until the next step's copy, so only a
+ * check right after it can see it; with mpi every rank updates its own copy
+ * and a flip stays until a check finds it.)
  */
 START_TEST(rank_disagreement_stops_training)
 {
-    int rc = run_perturbed_(NULL, 1);
-    ck_assert_msg(rc == 0, "unperturbed run with check_every = 1 failed (%d):\n%s", rc, out_);
-
-    rc = run_perturbed_("3:2", 1);
-    ck_assert_msg(rc == 1, "expected exit 1 (internal error), got %d:\n%s", rc, out_);
-    ck_assert_msg(strstr(out_, "parameters after step 3 differ between ranks: rank(s) 2 "
-                               "disagree with rank 0") != NULL,
-                  "no message naming step 3 and rank 2:\n%s", out_);
+    static const char *const reduce[] = {"shm", "mpi"};
+    for (int i = 0; i < 2; i++) {
+        int rc = run_perturbed_(NULL, 1, reduce[i]);
+        ck_assert_msg(rc == 0, "%s: unperturbed run with check_every = 1 failed (%d):\n%s",
+                      reduce[i], rc, out_);
+        rc = run_perturbed_("3:2", 1, reduce[i]);
+        ck_assert_msg(rc == 1, "%s: expected exit 1 (internal error), got %d:\n%s", reduce[i], rc,
+                      out_);
+        ck_assert_msg(strstr(out_, "parameters after step 3 differ between ranks: rank(s) 2 "
+                                   "disagree with rank 0") != NULL,
+                      "%s: no message naming step 3 and rank 2:\n%s", reduce[i], out_);
+    }
 
     /* checked every 2 steps: a flip after step 3 is caught after step 4 */
-    rc = run_perturbed_("3:1", 2);
+    int rc = run_perturbed_("3:1", 2, "mpi");
     ck_assert_msg(rc == 1, "expected exit 1, got %d:\n%s", rc, out_);
     ck_assert_msg(strstr(out_, "parameters after step 4 differ between ranks: rank(s) 1 "
                                "disagree with rank 0") != NULL,

@@ -45,22 +45,43 @@ void alig_comm_progress(alig_comm_t *c);
 void alig_comm_wait_all(alig_comm_t *c);
 
 /*
- * The gradient reduction through shared memory ([run] reduce = shm). Every
- * rank allocates its buffer of n floats in a window shared by its node's
- * ranks (collective over all ranks; returns this rank's buffer, zeroed, or
- * NULL on one rank). alig_comm_shm_allreduce then sums the buffers in place:
- * the buffer is cut into one slice per rank of the node; each rank adds its
- * slice over the node's ranks in local-rank order, reading their buffers
- * directly; with several nodes the slice's node sums are added across nodes
- * (MPI_Allreduce among the ranks with the same local rank, which needs the
- * same number of ranks on every node); then each rank copies the other
- * slices. So a rank does one pass over the node's sums instead of MPI's
- * copies through its transport, and every rank gets the same bits.
- * Collective. The environment variable ALIG_TEST_NODE_SIZE=k (tests) makes
- * every k consecutive ranks a node.
+ * Node shared memory ([run] reduce = shm). alig_comm_shm_alloc gives every
+ * rank a buffer of n floats in a window shared by its node's ranks
+ * (collective over all ranks; returns this rank's buffer, zeroed; NULL on one
+ * rank or past ALIG_COMM_MAX_SHM windows). The other calls name a window by
+ * this rank's buffer.
+ *
+ * Work is shared by slices: alig_comm_node_slice gives local rank q's slice
+ * [lo, hi) of n elements cut into units of `unit` (whole units, as even as
+ * alig_batch_slice makes them).
+ *
+ * alig_comm_shm_fence: every rank's loads and stores of the windows so far
+ * are done and visible (MPI_Win_sync and a node barrier).
+ * alig_comm_shm_sum: buf[lo, hi) = the sum of the node's buffers there, added
+ * in local-rank order; with several nodes, then summed across nodes
+ * (MPI_Allreduce among the ranks with the same local rank: needs as many
+ * ranks on every node, and each node's ranks must pass the same range).
+ * alig_comm_shm_fetch: copy every other local rank's slice (of n_slice, by
+ * unit), cut to [lo, hi), from its buffer into buf.
+ * alig_comm_shm_allreduce: buf = the sum over all ranks (fence, each rank
+ * sums its slice, fence, fetch, fence). Every rank gets the same bits.
+ * alig_comm_node_allgather: buf (n elements of elem bytes) gets every local
+ * rank's slice (alig_comm_node_slice of n_slice by unit, cut to n) from that
+ * rank (MPI_Allgatherv on the node).
+ * The environment variable ALIG_TEST_NODE_SIZE=k (tests) makes every k
+ * consecutive ranks a node. All of these are collective over the node's ranks.
  */
+#define ALIG_COMM_MAX_SHM 4
 float *alig_comm_shm_alloc(alig_comm_t *c, int64_t n);
-void alig_comm_shm_allreduce(alig_comm_t *c);
+void alig_comm_node_slice(const alig_comm_t *c, int q, int64_t n, int64_t unit, int64_t *lo,
+                          int64_t *hi);
+void alig_comm_shm_fence(alig_comm_t *c);
+void alig_comm_shm_sum(alig_comm_t *c, float *buf, int64_t lo, int64_t hi);
+void alig_comm_shm_fetch(alig_comm_t *c, float *buf, int64_t lo, int64_t hi, int64_t unit,
+                         int64_t n_slice);
+void alig_comm_shm_allreduce(alig_comm_t *c, float *buf);
+void alig_comm_node_allgather(alig_comm_t *c, void *buf, size_t elem, int64_t n, int64_t unit,
+                              int64_t n_slice);
 
 /*
  * Whether `bytes` more fit in the file system of `dir` (Open MPI backs the

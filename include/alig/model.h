@@ -225,9 +225,11 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y);
  */
 void alig_model_share_params(alig_model_t *m, const alig_model_t *from);
 
-/* Keep the gradients (n_reduce floats, the tail included) in buf, owned by the
- * caller (the shared-memory reduction's window), from now on. */
+/* Keep the gradients (n_reduce floats, the tail included), or the parameters
+ * (n_params floats, copied there), in buf, owned by the caller (a window of the
+ * shared-memory reduction), from now on. */
 void alig_model_use_grads(alig_model_t *m, float *buf);
+void alig_model_use_params(alig_model_t *m, float *buf);
 
 /* Index of the tensor called `name`, or -1. */
 int alig_model_find_tensor(const alig_model_t *m, const char *name);

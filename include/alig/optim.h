@@ -117,6 +117,23 @@ void alig_optim_step(alig_optim_t *o, float *w, const float *g, double loss,
 void alig_optim_apply(alig_optim_t *o, float *w, const float *g, float g_scale, double gamma);
 
 /*
+ * The same passes on blocks [b0, b1) only, for ranks that share the
+ * optimizer's work (each updates its own blocks; the trainer gathers the
+ * rest). alig_optim_norm2_blocks fills o->partials[b0..b1) with the blocks'
+ * ||g||^2; alig_optim_sum_partials adds all of o->partials in block order
+ * (the other ranks' blocks must be in place by then). alig_optim_apply_blocks
+ * updates the blocks and, when there is a projection (it returns 1), leaves
+ * the updated blocks' ||w||^2 in o->partials; once every block's is there,
+ * alig_optim_project_blocks projects blocks [b0, b1) by the norm of them all.
+ * alig_optim_apply is apply_blocks + project_blocks over every block.
+ */
+void alig_optim_norm2_blocks(alig_optim_t *o, const float *g, int64_t b0, int64_t b1);
+double alig_optim_sum_partials(const alig_optim_t *o);
+int alig_optim_apply_blocks(alig_optim_t *o, float *w, const float *g, float g_scale,
+                            double gamma, int64_t b0, int64_t b1);
+void alig_optim_project_blocks(alig_optim_t *o, float *w, int64_t b0, int64_t b1);
+
+/*
  * Share the passes of alig_optim_apply and alig_optim_norm2 among the
  * threads of `pool` (NULL: the caller's thread only). The results are the
  * same bits either way: updates are per element and sums are blocked.

@@ -62,6 +62,11 @@ typedef struct {
 #define ALIG_MAX_BUCKETS 64
     int n_buckets, next_bucket;
     int shm;                      /* 1: gradients reduced through node shared memory ([run] reduce) */
+    /* with shm, this rank's share of the buffer: grads[shard_lo, shard_hi) (whole
+     * ALIG_BLOCKs; the last rank of a node has the tail) and the optimizer's blocks
+     * [shard_b0, shard_b1), which it alone updates; the others' come from their
+     * model.params, which are in a shared window too */
+    int64_t shard_lo, shard_hi, shard_b0, shard_b1;
     char reduce_why[160];         /* for the start-up log */
     int64_t bucket_start[ALIG_MAX_BUCKETS]; /* descending; bucket b is [start[b], start[b-1]) */
     /* training position: the next step is batch `batch` of epoch `epoch` */
@@ -121,6 +126,14 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info);
  * [eval] batch run in chunks of at most model.max_batch samples. */
 void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *loss,
                            double *accuracy);
+
+/*
+ * With [run] reduce = shm each rank of a node updates only its share of the
+ * optimizer's state (momentum, Adam's second moment): gather the others'
+ * shares, so that every rank holds all of it (for a checkpoint). Collective;
+ * nothing to do otherwise.
+ */
+void alig_trainer_gather_state(alig_trainer_t *t);
 
 /*
  * Train until the configured epochs or max_steps are done, printing a
