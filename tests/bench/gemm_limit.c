@@ -220,9 +220,11 @@ int main(int argc, char **argv)
                     sec * 1e3, 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat / sec * 1e-9);
         }
     qsort(rate, (size_t)repeats, sizeof *rate, cmp_);
-    char blas[256];
-    alig_blas_describe(blas, sizeof blas);
-    fprintf(stderr, "gemm_limit: %s\n", blas);
+    if (getenv("GEMM_LIMIT_VERBOSE")) {
+        char blas[256];
+        alig_blas_describe(blas, sizeof blas);
+        fprintf(stderr, "gemm_limit: %s\n", blas);
+    }
     printf("gemm-limit samples/s %.1f (min %.1f, max %.1f) gemm-calls %d gflop/step %.3f "
            "operands %s\n",
            rate[repeats / 2], rate[0], rate[repeats - 1], n, flop * 1e-9, private ? "private" : own ? "model" : "shared");
