@@ -319,6 +319,7 @@ static inline void window_(int o, int st, int p, int k, int n, int *lo, int *hi)
 static void maxpool2_forward_(const alig_layer_t *l, const float *in, float *out, int32_t *arg,
                               int64_t n)
 {
+    int relu = l->fused; /* relu(max) of the relu's input: the same bits as max of relu */
     int w = l->in_w, oh = l->out_h, ow = l->out_w;
     int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * w, oplane = (int64_t)oh * ow;
     for (int64_t pl = 0; pl < planes; pl++) {
@@ -342,7 +343,7 @@ static void maxpool2_forward_(const alig_layer_t *l, const float *in, float *out
                 u = r1[b + 1];
                 best = u > v ? row0 + w + 1 : best;
                 v = u > v ? u : v;
-                y[oy * ow + ox] = v;
+                y[oy * ow + ox] = relu && !(v > 0.0f) ? 0.0f : v;
                 a[oy * ow + ox] = best;
             }
         }
@@ -387,36 +388,60 @@ static void maxpool_forward_(const alig_layer_t *l, const float *in, float *out,
 /* 2x2 stride-2 windows tiling an even plane: each input pixel is in exactly one
  * window, so din is written once (the window's winner gets dy, the rest 0) without
  * clearing it first. */
-static void maxpool2_backward_(const alig_layer_t *l, const float *dout, float *din,
-                               const int32_t *arg, int64_t n)
+/* g where c is true, else +0.0f, without a branch (a select on data-dependent
+ * conditions, which gcc may compile to jumps that mispredict half the time) */
+static inline float keep_(float g, int c)
+{
+    uint32_t b;
+    memcpy(&b, &g, sizeof b);
+    b &= 0u - (uint32_t)c;
+    memcpy(&g, &b, sizeof g);
+    return g;
+}
+
+static inline void maxpool2_backward_as_(const alig_layer_t *l, const float *dout, float *din,
+                                         const int32_t *arg, const float *out, int64_t n,
+                                         const int relu)
 {
     int w = l->in_w, oh = l->out_h, ow = l->out_w;
     int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * w, oplane = (int64_t)oh * ow;
     for (int64_t pl = 0; pl < planes; pl++) {
         float *dx = din + pl * iplane;
-        const float *dy = dout + pl * oplane;
+        const float *dy = dout + pl * oplane, *y = out + pl * oplane;
         const int32_t *a = arg + pl * oplane;
         for (int oy = 0; oy < oh; oy++) {
             float *d0 = dx + 2 * oy * w, *d1 = d0 + w;
             for (int ox = 0; ox < ow; ox++) {
                 int q = oy * ow + ox, win = a[q] - 2 * oy * w - 2 * ox; /* 0, 1, w, w+1 */
                 float g = dy[q];
-                d0[2 * ox] = win == 0 ? g : 0.0f;
-                d0[2 * ox + 1] = win == 1 ? g : 0.0f;
-                d1[2 * ox] = win == w ? g : 0.0f;
-                d1[2 * ox + 1] = win == w + 1 ? g : 0.0f;
+                if (relu) /* folded in: its gradient passes where the output is positive */
+                    g = keep_(g, y[q] > 0.0f);
+                d0[2 * ox] = keep_(g, win == 0);
+                d0[2 * ox + 1] = keep_(g, win == 1);
+                d1[2 * ox] = keep_(g, win == w);
+                d1[2 * ox + 1] = keep_(g, win == w + 1);
             }
         }
     }
 }
 
+/* one copy of the loop each, with and without the relu: no test in the loop */
+static void maxpool2_backward_(const alig_layer_t *l, const float *dout, float *din,
+                               const int32_t *arg, const float *out, int64_t n)
+{
+    if (l->fused)
+        maxpool2_backward_as_(l, dout, din, arg, out, n, 1);
+    else
+        maxpool2_backward_as_(l, dout, din, arg, out, n, 0);
+}
+
 static void maxpool_backward_(const alig_layer_t *l, const float *dout, float *din, int acc,
-                              const int32_t *arg, int64_t n)
+                              const int32_t *arg, const float *out, int64_t n)
 {
     int64_t plane = (int64_t)l->in_h * l->in_w, oplane = (int64_t)l->out_h * l->out_w;
-    if (!acc && l->k == 2 && l->stride == 2 && l->pad == 0 && l->in_h % 2 == 0 &&
-        l->in_w % 2 == 0) {
-        maxpool2_backward_(l, dout, din, arg, n);
+    if (l->fused || (!acc && l->k == 2 && l->stride == 2 && l->pad == 0 && l->in_h % 2 == 0 &&
+                     l->in_w % 2 == 0)) { /* (fused only so: alig_model_set_fusion) */
+        maxpool2_backward_(l, dout, din, arg, out, n);
         return;
     }
     if (!acc)
@@ -706,7 +731,8 @@ size_t alig_layer_aux_bytes(const alig_layer_t *l, int64_t max_batch)
 void alig_layer_forward(alig_model_t *m, int i, int64_t n)
 {
     const alig_layer_t *l = &m->layers[i];
-    const float *in = m->acts[l->src];
+    /* a max pool with its relu folded in reads the relu's input */
+    const float *in = m->acts[l->fused ? m->layers[l->src - 1].src : l->src];
     float *out = m->acts[i + 1];
     switch (l->kind) {
     case ALIG_LAYER_CONV:
@@ -765,10 +791,13 @@ void alig_layer_backward(alig_model_t *m, int i, int64_t n)
     case ALIG_LAYER_BN:
         bn_backward_(m, l, in, dout, din, l->acc_src, n);
         break;
-    case ALIG_LAYER_MAXPOOL:
-        if (din)
-            maxpool_backward_(l, dout, din, l->acc_src, (const int32_t *)(m->aux + l->aux), n);
+    case ALIG_LAYER_MAXPOOL: {
+        int from = l->fused ? m->layers[l->src - 1].src : l->src; /* the relu's input */
+        if (from > 0)
+            maxpool_backward_(l, dout, m->dacts[from], l->fused ? 0 : l->acc_src,
+                              (const int32_t *)(m->aux + l->aux), m->acts[i + 1], n);
         break;
+    }
     case ALIG_LAYER_AVGPOOL:
         if (din)
             avgpool_backward_(l, dout, din, l->acc_src, n);

@@ -183,6 +183,7 @@ int alig_model_build(alig_model_t *m, const char *spec, int c, int h, int w, int
         }
     }
     reset_state_(m);
+    alig_model_set_fusion(m, 1);
     return ALIG_OK;
 }
 
@@ -352,6 +353,8 @@ double alig_model_forward(alig_model_t *m, int64_t n, const int32_t *y, int64_t 
             dense_forward_(l, in, out, n);
             break;
         case ALIG_LAYER_RELU:
+            if (l->fused) /* the max pool after it does it */
+                break;
             for (int64_t k = 0; k < n * l->in_dim; k++)
                 out[k] = in[k] > 0.0f ? in[k] : 0.0f;
             break;
@@ -412,7 +415,7 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
                 dense_backward_(l, m->acts[l->src], dout, din, l->acc_src, n);
             break;
         case ALIG_LAYER_RELU:
-            if (din)
+            if (din && !l->fused)
                 relu_backward_(m->acts[i + 1], dout, din, l->acc_src, n * l->in_dim);
             break;
         default:
@@ -471,6 +474,27 @@ void alig_model_use_grads(alig_model_t *m, float *buf)
             l->gw = m->grads + m->tensors[l->first_tensor].offset;
         if (l->n_tensors > 1)
             l->gb = m->grads + m->tensors[l->first_tensor + 1].offset;
+    }
+}
+
+void alig_model_set_fusion(alig_model_t *m, int on)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        m->layers[i].fused = 0;
+    for (int p = 0; on && p < m->n_layers; p++) {
+        alig_layer_t *pool = &m->layers[p];
+        if (pool->kind != ALIG_LAYER_MAXPOOL || pool->k != 2 || pool->stride != 2 ||
+            pool->pad != 0 || pool->in_h % 2 || pool->in_w % 2 || pool->src < 1)
+            continue;
+        alig_layer_t *relu = &m->layers[pool->src - 1];
+        /* the relu's output feeds only this pool, and nothing else writes its input's
+         * gradient before it does (so the pool may overwrite it) */
+        int only = relu->kind == ALIG_LAYER_RELU && !relu->acc_src && !relu->fused;
+        for (int j = 0; only && j < m->n_layers; j++)
+            if (j != p && (m->layers[j].src == pool->src || m->layers[j].src2 == pool->src))
+                only = 0;
+        if (only)
+            relu->fused = pool->fused = 1;
     }
 }
 

@@ -281,13 +281,16 @@ static uint64_t kinks_(const alig_model_t *m, int64_t n)
     uint64_t h = 1469598103934665603ULL;
     for (int i = 0; i < m->n_layers; i++) {
         const alig_layer_t *l = &m->layers[i];
-        if (l->kind == ALIG_LAYER_RELU)
+        if (l->kind == ALIG_LAYER_RELU && !l->fused) /* folded: the pool's picks and signs */
             for (int64_t k = 0; k < n * l->in_dim; k++)
                 h = (h ^ (uint64_t)(m->acts[l->src][k] > 0)) * 1099511628211ULL;
         if (l->kind == ALIG_LAYER_MAXPOOL) {
+            /* with a relu folded in, the pick in a window without a positive value
+             * passes no gradient: not a kink */
             const int32_t *a = (const int32_t *)(m->aux + l->aux);
+            const float *out = m->acts[i + 1];
             for (int64_t k = 0; k < n * l->out_dim; k++)
-                h = (h ^ (uint64_t)a[k]) * 1099511628211ULL;
+                h = (h ^ (uint64_t)(l->fused && !(out[k] > 0) ? -1 : a[k])) * 1099511628211ULL;
         }
     }
     return h;
@@ -402,6 +405,63 @@ START_TEST(gradcheck_pooling)
     gradcheck_("conv 3 k3 p1, avgpool 3 s2 p1, dense 3", 2, 5, 5, 2, 1, 1 << 20);
     gradcheck_("conv 4 k3 p1, gap, dense 3", 2, 5, 5, 3, 1, 1 << 20);
     gradcheck_("conv 2 k3, flatten, dense 3", 2, 5, 5, 3, 1, 1 << 20);
+    /* a relu folded into the max pool after it (alig_model_set_fusion) */
+    gradcheck_("conv 3 k3 p1, relu, maxpool 2, dense 3", 2, 6, 8, 3, 1, 1 << 20);
+    gradcheck_("conv 3 k3 p1, relu, maxpool 2, conv 4 k3 p1, relu, maxpool 2, dense 3", 1, 8, 8,
+               3, 1, 1 << 20);
+}
+END_TEST
+
+/*
+ * Folding a relu into the 2x2 max pool after it gives the same bits as running
+ * them apart: relu(max) = max(relu), and the first maximum in row order wins
+ * either way among positive values; where the window has none, the gradient is
+ * 0 whichever pixel the pool picked. Inputs on a coarse grid, so windows have ties
+ * and all-negative ones. A relu with another consumer is not folded.
+ */
+START_TEST(relu_folded_into_max_pool_gives_the_same_bits)
+{
+    static const struct {
+        const char *spec;
+        int folded; /* nodes marked */
+    } cases[] = {
+        {"conv 4 k3 p1, relu, maxpool 2, conv 6 k3 p1, relu, maxpool 2, dense 5", 4},
+        {"conv 4 k3 p1, res(relu, maxpool 2 | maxpool 2), dense 5", 0}, /* relu input shared */
+        {"conv 4 k3 p1, relu, maxpool 3 s2 p1, dense 5", 0},             /* not 2x2 */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        alig_model_t m;
+        int n = 6;
+        build_(&m, cases[c].spec, 2, 8, 8, n);
+        int folded = 0;
+        for (int i = 0; i < m.n_layers; i++)
+            folded += m.layers[i].fused;
+        ck_assert_msg(folded == cases[c].folded, "%s: %d nodes folded", cases[c].spec, folded);
+        int64_t dim = m.in_dim;
+        float *x = malloc(sizeof(float) * (size_t)(n * dim));
+        fill_normal_(x, n * dim, 8);
+        for (int64_t k = 0; k < n * dim; k++)
+            x[k] = roundf(x[k] * 2.0f) / 2.0f; /* ties in the windows */
+        int32_t y[6] = {0, 1, 2, 3, 4, 0};
+        float *g[2];
+        double loss[2];
+        for (int on = 1; on >= 0; on--) {
+            alig_model_set_fusion(&m, on);
+            memcpy(alig_model_input(&m), x, sizeof(float) * (size_t)(n * dim));
+            loss[on] = alig_model_forward(&m, n, y, NULL);
+            alig_model_backward(&m, n, y);
+            g[on] = malloc(sizeof(float) * (size_t)m.n_params);
+            memcpy(g[on], m.grads, sizeof(float) * (size_t)m.n_params);
+        }
+        ck_assert_msg(loss[0] == loss[1], "%s: loss %.17g vs %.17g", cases[c].spec, loss[1],
+                      loss[0]);
+        ck_assert_msg(memcmp(g[0], g[1], sizeof(float) * (size_t)m.n_params) == 0,
+                      "%s: gradients differ", cases[c].spec);
+        free(g[0]);
+        free(g[1]);
+        free(x);
+        alig_model_free(&m);
+    }
 }
 END_TEST
 
@@ -632,6 +692,7 @@ Suite *layers_suite(void)
     tcase_add_test(tc, gradcheck_conv_chunks);
     tcase_add_test(tc, gradcheck_conv_1x1);
     tcase_add_test(tc, gradcheck_pooling);
+    tcase_add_test(tc, relu_folded_into_max_pool_gives_the_same_bits);
     tcase_add_test(tc, gradcheck_batch_norm);
     tcase_add_test(tc, gradcheck_dropout);
     tcase_add_test(tc, gradcheck_residual_blocks);

@@ -70,6 +70,9 @@ typedef struct {
     float *gw, *gb;           /* gradient sums, same shapes */
     int src, src2;            /* input activation index (src2: second input of add, else -1) */
     int acc_src, acc_src2;    /* backward adds into dacts[src] (1) or overwrites it (0) */
+    int fused;                /* relu: computed by the 2x2 max pool it feeds; that pool: pools
+                               * the relu's input and applies the relu to its output (exact:
+                               * relu(max) = max(relu)); see alig_model_set_fusion */
     int in_c, in_h, in_w;     /* input sample shape (of acts[src]) */
     int out_c, out_h, out_w;  /* output sample shape */
     int k, stride, pad;       /* conv and pooling window */
@@ -224,6 +227,16 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y);
  * batch-norm running statistics stay its own. Free m before `from`.
  */
 void alig_model_share_params(alig_model_t *m, const alig_model_t *from);
+
+/*
+ * Fold each relu into the 2x2, stride-2 max pool that is its only consumer
+ * (on = 1, what alig_model_build does), or run them as separate nodes (0).
+ * Folded, neither the relu's output nor its gradient is written: the pool
+ * reads the relu's input, and its backward writes the relu's input gradient
+ * (zero where the pooled value is not positive). The results are the same
+ * bits either way. The relu's own activation buffer is then left stale.
+ */
+void alig_model_set_fusion(alig_model_t *m, int on);
 
 /* Keep the gradients (n_reduce floats, the tail included), or the parameters
  * (n_params floats, copied there), in buf, owned by the caller (a window of the
