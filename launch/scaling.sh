@@ -4,6 +4,7 @@
 # of speedup and efficiency against ideal.
 #
 #   launch/scaling.sh [-r "1 2 4"] [-b 128] [-s 100] [-n 1] [-c CONFIG] [-o OUT_DIR] [-P]
+#                     [-a "ALIG-TRAIN ARGS"]
 #
 #   -r  rank counts (default "1 2")          -b  global batch at 1 rank (default 128)
 #   -s  steps per run (default 100)          -c  config (default launch/fashion-mnist-mlp.ini)
@@ -11,21 +12,26 @@
 #       each point reports the median samples/s and the step split of that median run
 #   -o  output directory (default runs/scaling)
 #   -P  no PNG: write the CSV only (no gnuplot needed)
+#   -a  more alig-train arguments for every run, e.g. -a "--set run.reduce=mpi"
 # Set MPIRUN to your launcher (default: launch/run.sh's mpirun, -np N appended);
 # on a cluster e.g. MPIRUN="srun --mpi=pmix -n".
 # Columns: mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,
-#          data,forward,backward,allreduce,optimizer (percent of step time, rank 0).
+#          data,forward,backward,allreduce,optimizer (percent of step time, rank 0),
+#          reduce (the gradient reduction the run used: shm, mpi or none).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 ranks="1 2" batch=128 steps=100 reps=1 cfg=$here/fashion-mnist-mlp.ini out=runs/scaling plot=1
+extra=()
 die() { # message
     echo "scaling.sh: $*" >&2
-    echo "usage: launch/scaling.sh [-r \"1 2 4\"] [-b 128] [-s 100] [-n 1] [-c CONFIG] [-o OUT_DIR] [-P]" >&2
+    echo "usage: launch/scaling.sh [-r \"1 2 4\"] [-b 128] [-s 100] [-n 1] [-c CONFIG] [-o OUT_DIR] [-P]" \
+        "[-a \"ALIG-TRAIN ARGS\"]" >&2
     exit 2
 }
-while getopts "r:b:s:n:c:o:P" o; do
+while getopts "r:b:s:n:c:o:Pa:" o; do
     case $o in r) ranks=$OPTARG ;; b) batch=$OPTARG ;; s) steps=$OPTARG ;; c) cfg=$OPTARG ;;
-               n) reps=$OPTARG ;; o) out=$OPTARG ;; P) plot=0 ;; *) die "unknown option" ;; esac
+               n) reps=$OPTARG ;; o) out=$OPTARG ;; P) plot=0 ;;
+               a) read -r -a extra <<< "$OPTARG" ;; *) die "unknown option" ;; esac
 done
 posint() { [[ $1 =~ ^[0-9]+$ ]] && ((10#$1 > 0)); } # base 10: "08" is 8
 posint "$reps" || die "-n needs a positive integer, got '$reps'"
@@ -39,7 +45,7 @@ ranks=$list
 [ -r "$cfg" ] || die "-c: cannot read config '$cfg'"
 mkdir -p "$out"
 csv=$out/scaling.csv
-echo "mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,data,forward,backward,allreduce,optimizer" > "$csv"
+echo "mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,data,forward,backward,allreduce,optimizer,reduce" > "$csv"
 bin=${ALIG_TRAIN:-$here/../bin/alig-train}
 launch() { # np config args...
     local np=$1; shift
@@ -56,7 +62,7 @@ for ((r = 1; r <= reps; r++)); do # the whole sweep, reps times: drifts hit ever
             launch "$p" "$cfg" --set run.max_steps="$steps" \
                 --set data.batch_size="$gb" --set eval.every=0 --set run.profile=true \
                 --set run.out_dir="$out/$mode-$p" --set checkpoint.resume=never \
-                --set checkpoint.every_epochs=0 --set checkpoint.at_end=false > "$log" 2>&1 || rc=$?
+                --set checkpoint.every_epochs=0 --set checkpoint.at_end=false "${extra[@]}" > "$log" 2>&1 || rc=$?
             rm -rf "${out:?}/$mode-$p"
             if [ $rc -ne 0 ]; then
                 echo "scaling.sh: the $mode run at $p rank(s) failed (exit $rc); from $log:" >&2
@@ -77,10 +83,11 @@ for mode in strong weak; do
         cp "$log" "$out/$mode-$p.log"
         sps=$(rate "$log")
         prof=$(awk '/^profile/ {ms=$2; for (i=1;i<=NF;i++) if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}} END {print ms p}' "$log")
+        red=$(awk '/^reduce: / {print ($2 == "shared" ? "shm" : $2 ~ /^MPI/ ? "mpi" : "none")}' "$log")
         [ -n "$base" ] || base=$sps
         # strong: speedup = rate/rate1, efficiency = speedup/p; weak: the same, per-rank work fixed
-        awk -v m="$mode" -v p="$p" -v gb="$gb" -v s="$sps" -v b="$base" -v pr="$prof" \
-            'BEGIN {printf "%s,%d,%d,%.1f,%.3f,%.3f,%s\n", m, p, gb, s, s/b, s/b/p, pr}' >> "$csv"
+        awk -v m="$mode" -v p="$p" -v gb="$gb" -v s="$sps" -v b="$base" -v pr="$prof" -v r="${red:-none}" \
+            'BEGIN {printf "%s,%d,%d,%.1f,%.3f,%.3f,%s,%s\n", m, p, gb, s, s/b, s/b/p, pr, r}' >> "$csv"
     done
 done
 cat "$csv"

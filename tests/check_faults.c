@@ -419,6 +419,17 @@ START_TEST(scaling_sh_says_why_it_failed)
     rc = test_run(cmd, 120, out_, sizeof out_, NULL);
     ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
     ck_assert_msg(strstr(out_, "\nweak,1,12,") != NULL, "%s", out_);
+    ck_assert_msg(strstr(out_, ",none\n") != NULL, "one rank reduces nothing:\n%s", out_);
+    /* the reduction a run used is a column; -a passes arguments to every run */
+    static const char *const reduce[][2] = {{"", ",shm\n"}, {"-a '--set run.reduce=mpi'", ",mpi\n"}};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd, "ALIG_TRAIN=%s/alig-train launch/scaling.sh -P -r 2 -b 12 -s 3 "
+                 "-c %s -o %s/sc-r%d %s", bin_(), cfg_, dir_, i, reduce[i][0]);
+        rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+        ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+        ck_assert_msg(strstr(out_, "\nstrong,2,12,") && strstr(out_, reduce[i][1]), "%s:\n%s",
+                      reduce[i][0], out_);
+    }
 }
 END_TEST
 
