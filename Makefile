@@ -42,7 +42,7 @@ CHECK_CFLAGS = $(shell pkg-config --cflags check)
 CHECK_LIBS   = $(shell pkg-config --libs check)
 
 CFLAGS  ?=
-CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) -Wall -Wextra -Wshadow -Wno-unused-parameter \
+CFLAGS  += -std=c11 -D_GNU_SOURCE -ffp-contract=off $(OPT) -Wall -Wextra -Wshadow -Wno-unused-parameter \
            -Iinclude -Isrc -DALIG_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -lm
 

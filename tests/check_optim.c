@@ -171,6 +171,48 @@ START_TEST(norm2_sums_squares)
 }
 END_TEST
 
+/*
+ * The summation order of alig_norm2, written out one addition at a time (the
+ * compiler cannot vectorise a loop through a volatile): per block, element i
+ * into partial sum i % ALIG_NORM_LANES (the tail into sum 0), the sums folded
+ * pairwise, the blocks added in order. alig_norm2 runs a vectorised clone for
+ * this CPU (AVX-512, AVX2 or SSE2): any reassociation or contraction there
+ * would change the bits, and ranks on different CPUs would then disagree.
+ */
+static double norm2_by_hand_(const float *x, int64_t n)
+{
+    double total = 0.0;
+    for (int64_t lo = 0; lo < n; lo += ALIG_BLOCK) {
+        int64_t m = n - lo < ALIG_BLOCK ? n - lo : ALIG_BLOCK, i = 0;
+        volatile double s[ALIG_NORM_LANES] = {0};
+        for (; i + ALIG_NORM_LANES <= m; i += ALIG_NORM_LANES)
+            for (int k = 0; k < ALIG_NORM_LANES; k++)
+                s[k] += (double)x[lo + i + k] * (double)x[lo + i + k];
+        for (; i < m; i++)
+            s[0] += (double)x[lo + i] * (double)x[lo + i];
+        for (int w = ALIG_NORM_LANES / 2; w > 0; w /= 2)
+            for (int k = 0; k < w; k++)
+                s[k] += s[k + w];
+        total += s[0];
+    }
+    return total;
+}
+
+START_TEST(norm2_bits_do_not_depend_on_the_instruction_set)
+{
+    const int64_t n = 3 * ALIG_BLOCK + 21; /* whole blocks, a short one, a tail of 5 */
+    float *x = malloc(sizeof(float) * n);
+    uint32_t r = 99;
+    for (int64_t i = 0; i < n; i++) { /* each partial sum in a binade of its own, so that */
+        r = r * 1664525u + 1013904223u; /* another order of additions rounds otherwise */
+        x[i] = ldexpf((float)(r >> 8) / 16777216.0f - 0.5f, (int)(i % ALIG_NORM_LANES) * 2 - 12);
+    }
+    double want = norm2_by_hand_(x, n), got = alig_norm2(x, n);
+    ck_assert_msg(memcmp(&want, &got, sizeof want) == 0, "%.17g vs %.17g by hand", got, want);
+    free(x);
+}
+END_TEST
+
 /* ---- baselines: w = (1, -2), g1 = (0.5, 1), g2 = (-1, 0.5), as above ---- */
 
 static alig_optim_opts_t base_(int kind, double lr, double momentum, double wd)
@@ -435,6 +477,7 @@ Suite *optim_suite(void)
     tcase_add_test(tc, pool_runs_every_thread_once);
     tcase_add_test(tc, threaded_passes_give_the_same_bits);
     tcase_add_test(tc, norms_recorded_early_give_the_same_bits);
+    tcase_add_test(tc, norm2_bits_do_not_depend_on_the_instruction_set);
     suite_add_tcase(s, tc);
     return s;
 }

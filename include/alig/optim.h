@@ -80,6 +80,7 @@ double alig_step_size(const alig_optim_opts_t *opts, double loss, double grad_no
  * threads, and every rank gets the same bits whatever its thread count.
  */
 #define ALIG_BLOCK 16384
+#define ALIG_NORM_LANES 16 /* partial sums within a block (optim.c norm2_flat_) */
 static inline int64_t alig_n_blocks(int64_t n) { return (n + ALIG_BLOCK - 1) / ALIG_BLOCK; }
 
 /* ||x||^2 of n floats, block by block as above. */
