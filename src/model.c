@@ -461,20 +461,34 @@ void alig_model_summary(const alig_model_t *m, char *buf, size_t size)
     }
 }
 
-void alig_model_use_grads(alig_model_t *m, float *buf)
+/* Point every layer's weight and bias views into base: the parameters' (w, b) or
+ * the gradients' (gw, gb). */
+static void point_views_(alig_model_t *m, float *base, int grads)
 {
-    memcpy(buf, m->grads, sizeof(float) * (size_t)m->n_reduce);
-    if (!m->grads_outside)
-        free(m->grads);
-    m->grads = buf;
-    m->grads_outside = 1;
     for (int i = 0; i < m->n_layers; i++) {
         alig_layer_t *l = &m->layers[i];
+        float **w = grads ? &l->gw : &l->w, **b = grads ? &l->gb : &l->b;
         if (l->n_tensors > 0)
-            l->gw = m->grads + m->tensors[l->first_tensor].offset;
+            *w = base + m->tensors[l->first_tensor].offset;
         if (l->n_tensors > 1)
-            l->gb = m->grads + m->tensors[l->first_tensor + 1].offset;
+            *b = base + m->tensors[l->first_tensor + 1].offset;
     }
+}
+
+/* Move the buffer *cur (n floats; freed unless *outside) into buf, owned elsewhere. */
+static void adopt_(alig_model_t *m, float **cur, int *outside, float *buf, int64_t n, int grads)
+{
+    memcpy(buf, *cur, sizeof(float) * (size_t)n);
+    if (!*outside)
+        free(*cur);
+    *cur = buf;
+    *outside = 1;
+    point_views_(m, buf, grads);
+}
+
+void alig_model_use_grads(alig_model_t *m, float *buf)
+{
+    adopt_(m, &m->grads, &m->grads_outside, buf, m->n_reduce, 1);
 }
 
 void alig_model_set_fusion(alig_model_t *m, int on)
@@ -500,9 +514,7 @@ void alig_model_set_fusion(alig_model_t *m, int on)
 
 void alig_model_use_params(alig_model_t *m, float *buf)
 {
-    memcpy(buf, m->params, sizeof(float) * (size_t)m->n_params);
-    alig_model_t view = {.params = buf}; /* alig_model_share_params reads only params */
-    alig_model_share_params(m, &view);
+    adopt_(m, &m->params, &m->params_shared, buf, m->n_params, 0);
 }
 
 void alig_model_share_params(alig_model_t *m, const alig_model_t *from)
@@ -511,13 +523,7 @@ void alig_model_share_params(alig_model_t *m, const alig_model_t *from)
         free(m->params);
     m->params = from->params;
     m->params_shared = 1;
-    for (int i = 0; i < m->n_layers; i++) {
-        alig_layer_t *l = &m->layers[i];
-        if (l->n_tensors > 0)
-            l->w = m->params + m->tensors[l->first_tensor].offset;
-        if (l->n_tensors > 1)
-            l->b = m->params + m->tensors[l->first_tensor + 1].offset;
-    }
+    point_views_(m, m->params, 0);
 }
 
 void alig_model_free(alig_model_t *m)
