@@ -1298,6 +1298,22 @@ START_TEST(other_architecture_or_data_order_is_refused_once)
     ck_assert_int_eq(train_(2, args), 4);
     ck_assert_msg(count_(out_, "the data order cannot continue") == 1, "%s", out_);
     ck_assert(exists_(ckpt_("part", 10)) && exists_(ckpt_("part", 7)));
+    /* another optimizer cannot take over the state (found by a new-user trial: ALI-G's
+     * momentum read as Adam's first moment made the loss jump to 3e9, and that state
+     * was checkpointed); refused once, nothing trained or written */
+    snap_t before, after;
+    snap_(ckpt_("part", 10), &before);
+    snprintf(args, sizeof args, "--set run.out_dir=%s/part --set optimizer.name=adam", dir_);
+    ck_assert_int_eq(train_(2, args), 4);
+    ck_assert_msg(count_(out_, "ckpt-00000010.h5 was written with [optimizer] name = alig, this "
+                               "run has adam: the optimizer's state") == 1,
+                  "%s", out_);
+    ck_assert_ptr_null(strstr(out_, "\nepoch "));
+    snap_(ckpt_("part", 10), &after);
+    assert_bitwise_(&before, &after, "the refused resume left the checkpoint");
+    ck_assert(!exists_(ckpt_("part", 20)));
+    snap_free_(&before);
+    snap_free_(&after);
 }
 END_TEST
 
