@@ -12,7 +12,8 @@
 #       each point reports the median samples/s and the step split of that median run
 #   -o  output directory (default runs/scaling)
 #   -P  no PNG: write the CSV only (no gnuplot needed)
-#   -a  more alig-train arguments for every run, e.g. -a "--set run.reduce=mpi"
+#   -a  more alig-train arguments for every run, e.g. -a "--set run.reduce=mpi" (split at
+#       spaces: a value with spaces in it, such as a layer list, needs a config file)
 # Set MPIRUN to your launcher (default: launch/run.sh's mpirun, -np N appended);
 # on a cluster e.g. MPIRUN="srun --mpi=pmix -n".
 # Columns: mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,

@@ -125,6 +125,10 @@ void alig_blas_describe(char *buf, int size)
                  " (chosen by alig-train: OpenBLAS took %s for this CPU, which has %s; "
                  "OPENBLAS_CORETYPE overrides)",
                  replaced_, isa_name[alig_cpu_isa()]);
-    else if (set && *set)
+    else if (set && *set && !strcasecmp(set, core))
         snprintf(buf + n, (size_t)(size - n), " (OPENBLAS_CORETYPE=%s in the environment)", set);
+    else if (set) /* a name OpenBLAS maps to other kernels, or one it does not know */
+        snprintf(buf + n, (size_t)(size - n),
+                 " (OPENBLAS_CORETYPE='%s' in the environment, not a name of these kernels: "
+                 "OpenBLAS took %s for it)", set, core);
 }

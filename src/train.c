@@ -264,8 +264,10 @@ static int setup_reduce_(alig_trainer_t *t)
                          "[run] reduce = shm needs the same number of ranks on every node, but "
                          "the nodes run %d to %d; use reduce = mpi (or auto), or launch as many "
                          "ranks per node", lo, hi);
-    int room = alig_comm_shm_room(t->comm, t->model.n_reduce);
-    double mb = (double)t->model.n_reduce * sizeof(float) * hi / 1048576.0;
+    /* two windows: the gradients (with the tail) and the parameters */
+    int64_t floats = t->model.n_reduce + t->model.n_params;
+    int room = alig_comm_shm_room(t->comm, floats);
+    double mb = (double)floats * sizeof(float) * hi / 1048576.0;
     if (mode == ALIG_REDUCE_SHM && !room)
         return alig_fail(ALIG_E_CONFIG,
                          "[run] reduce = shm: /dev/shm has no room for this node's %.0f MiB of "
@@ -299,8 +301,13 @@ static int setup_reduce_(alig_trainer_t *t)
         snprintf(why, sizeof why, "auto: ranks on several nodes");
     else
         snprintf(why, sizeof why, "auto: /dev/shm has no room for %.0f MiB of buffers", mb);
-    snprintf(t->reduce_why, sizeof t->reduce_why, "MPI_Iallreduce in %d bucket(s)%s (%s)",
-             t->n_buckets, t->cfg->overlap ? ", overlapped with backward" : " after backward", why);
+    if (t->n_buckets == 1) /* it starts when backward is done, overlap or not */
+        snprintf(t->reduce_why, sizeof t->reduce_why, "MPI_Iallreduce, one fused reduction after "
+                 "backward (%s)", why);
+    else
+        snprintf(t->reduce_why, sizeof t->reduce_why, "MPI_Iallreduce in %d buckets%s (%s)",
+                 t->n_buckets, t->cfg->overlap ? ", overlapped with backward" : " after backward",
+                 why);
     return ALIG_OK;
 }
 

@@ -87,7 +87,8 @@ void alig_comm_node_allgather(alig_comm_t *c, void *buf, size_t elem, int64_t n,
  * Whether `bytes` more fit in the file system of `dir` (Open MPI backs the
  * shared window with a file in /dev/shm): 1 when they do or when statvfs
  * cannot tell, 0 when they do not. alig_comm_shm_room asks it on every rank
- * for the node's buffers of n floats (collective; 1 only if all fit).
+ * for the node's buffers of n floats per rank, with a quarter to spare
+ * (collective; 1 only if all fit).
  */
 int alig_shm_fits(const char *dir, int64_t bytes);
 int alig_comm_shm_room(alig_comm_t *c, int64_t n);
