@@ -271,7 +271,7 @@ static int setup_reduce_(alig_trainer_t *t)
     if (mode == ALIG_REDUCE_SHM && !room)
         return alig_fail(ALIG_E_CONFIG,
                          "[run] reduce = shm: /dev/shm has no room for this node's %.0f MiB of "
-                         "gradient buffers (df /dev/shm); free it, or use reduce = mpi", mb);
+                         "gradient and parameter buffers (df /dev/shm); free it, or use reduce = mpi", mb);
     if (mode == ALIG_REDUCE_SHM || (mode == ALIG_REDUCE_AUTO && hi == world && room)) {
         alig_model_t *m = &t->model;
         alig_model_use_grads(m, alig_comm_shm_alloc(t->comm, m->n_reduce));
