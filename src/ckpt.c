@@ -20,6 +20,7 @@
 #include "alig/comm.h"
 #include "alig/error.h"
 
+#include <cblas.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -640,6 +641,12 @@ static int resume_(alig_trainer_t *t, FILE *log)
                   "has %d (%d): the trajectory continues, but its sums are added in another "
                   "order, so it matches an uninterrupted run only to floating-point rounding",
                   chosen, info.threads, info.parts, t->threads, t->n_parts);
+        const char *core = openblas_get_corename();
+        if (info.blas_kernels && strcasecmp(info.blas_kernels, core))
+            warn_("%s was written on OpenBLAS's %s kernels, this run has %s (cluster.md, \"BLAS "
+                  "kernels\"): the GEMMs round differently, so the run matches an uninterrupted "
+                  "one only to floating-point rounding",
+                  chosen, info.blas_kernels, core);
         if (info.seed != cfg->seed || info.batch_size != cfg->batch_size ||
             info.train_samples != t->train.n || info.batches_per_epoch != t->batches_per_epoch)
             warn_("%s was written with seed %" PRIu64 ", batch_size %d and %lld training samples; "

@@ -13,6 +13,7 @@
 #include "alig/comm.h"
 #include "alig/error.h"
 
+#include <cblas.h>
 #include <hdf5.h>
 
 #include <errno.h>
@@ -446,6 +447,7 @@ static int write_body_(hid_t file, const char *path, const alig_trainer_t *t)
                 attr_i64_(g, "world_size", alig_comm_size(t->comm)) < 0 ||
                 attr_i64_(g, "threads_per_rank", t->threads) < 0 ||
                 attr_i64_(g, "parts_per_rank", t->n_parts) < 0 ||
+                attr_str_(g, "blas_kernels", openblas_get_corename()) < 0 ||
                 attr_i64_(g, "batch_size", cfg->batch_size) < 0 ||
                 attr_f64_(g, "stats_loss_sum", s->loss_sum) < 0 ||
                 attr_i64_(g, "stats_correct", s->correct) < 0 ||
@@ -667,7 +669,8 @@ void alig_ckpt_info_free(alig_ckpt_info_t *info)
         return;
     free(info->config);
     free(info->config_effective);
-    info->config = info->config_effective = NULL;
+    free(info->blas_kernels);
+    info->config = info->config_effective = info->blas_kernels = NULL;
 }
 
 /* Is `name` (relative to its group) one of the tensors? */
@@ -914,6 +917,9 @@ static int read_body_(hid_t file, const char *path, const alig_model_t *m, float
         parts = 0;
     info->threads = threads > 0 && threads <= ALIG_MAX_THREADS ? (int)threads : 0;
     info->parts = parts > 0 && parts <= ALIG_MAX_THREADS ? (int)parts : 0;
+    /* rank 0's OpenBLAS kernels, likewise for a warning only */
+    if (read_str_(g, "blas_kernels", 0, &info->blas_kernels) != 1)
+        info->blas_kernels = NULL;
     /* seconds per phase of the step (rank 0's): only for the epoch line, so a
      * file with another number of phases just leaves them zero */
     hid_t a = H5Aexists(g, "stats_phase") > 0 ? H5Aopen(g, "stats_phase", H5P_DEFAULT) : -1;

@@ -1025,6 +1025,36 @@ START_TEST(resume_with_sharded_momentum_is_bitwise_identical)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: a resume on other BLAS kernels said nothing, although its
+ * GEMMs round differently. The checkpoint records rank 0's kernels; a resume on others
+ * warns (and goes on), on the same ones it does not.
+ */
+START_TEST(resume_on_other_blas_kernels_warns)
+{
+    scratch_();
+    make_data_(N_SAMPLES);
+    write_config_("");
+    char args[2048];
+    snprintf(args, sizeof args, "--set run.out_dir=%s/k --set run.max_steps=5", dir_);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Prescott %s/alig-train %s %s", env_("ALIG_BIN", "bin"),
+             cfg_, args);
+    ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Prescott %s/alig-train %s --set run.out_dir=%s/k "
+             "--set run.max_steps=8", env_("ALIG_BIN", "bin"), cfg_, dir_);
+    ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
+    ck_assert_msg(strstr(out_, "resumed from") && !strstr(out_, "kernels, this run has"), "%s",
+                  out_);
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Nehalem %s/alig-train %s --set run.out_dir=%s/k "
+             "--set run.max_steps=11", env_("ALIG_BIN", "bin"), cfg_, dir_);
+    ck_assert_msg(test_run(cmd, 120, out_, sizeof out_, NULL) == 0, "%s", out_);
+    ck_assert_msg(count_(out_, "ckpt-00000008.h5 was written on OpenBLAS's Prescott kernels, this "
+                               "run has Nehalem") == 1,
+                  "%s", out_);
+}
+END_TEST
+
 START_TEST(elastic_resume_4_ranks_to_2_and_3)
 {
     scratch_();
@@ -1480,6 +1510,7 @@ Suite *ckpt_suite(void)
     tcase_add_test(tc, sigterm_to_one_rank_checkpoints_and_exits_75_then_resumes_exactly);
     tcase_add_test(tc, sigusr1_to_mpirun_is_forwarded_and_checkpoints);
     tcase_add_test(tc, resume_with_sharded_momentum_is_bitwise_identical);
+    tcase_add_test(tc, resume_on_other_blas_kernels_warns);
     tcase_add_test(tc, kill_9_during_a_write_keeps_the_previous_checkpoint);
     tcase_add_test(tc, corrupt_or_truncated_newest_falls_back_to_the_previous);
     tcase_add_test(tc, other_architecture_or_data_order_is_refused_once);

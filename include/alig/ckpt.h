@@ -58,6 +58,7 @@ typedef struct {
     uint64_t seed;
     int world_size;           /* ranks at save time */
     int threads, parts;       /* rank 0's threads and parts at save time (0: not stored) */
+    char *blas_kernels;       /* rank 0's OpenBLAS kernels at save time (owned; NULL: not stored) */
     int batch_size;           /* global batch at save time */
     int has_momentum;         /* 1: /optim/momentum was present and read */
     alig_epoch_stats_t stats; /* running statistics of the current epoch */
