@@ -28,9 +28,11 @@ int alig_cpu_isa(void)
 }
 
 /* OpenBLAS 0.3.21's x86-64 core names (driver/others/dynamic.c) by kernel level */
-static const char *const cores_[][12] = {
+#define MAX_CORES 16
+static const char *const cores_[][MAX_CORES] = {
     [ALIG_ISA_SSE] = {"Katmai", "Coppermine", "Northwood", "Prescott", "Banias", "Atom", "Core2",
-                      "Penryn", "Dunnington", "Nehalem", "Athlon", "Opteron"},
+                      "Penryn", "Dunnington", "Nehalem", "Athlon", "Opteron", "Opteron(SSE3)",
+                      "Barcelona", "Nano", "Bobcat"},
     [ALIG_ISA_AVX] = {"Sandybridge", "Bulldozer", "Piledriver", "Steamroller"},
     [ALIG_ISA_AVX2] = {"Haswell", "Zen", "Excavator"},
     [ALIG_ISA_AVX512] = {"SkylakeX", "Cooperlake", "SapphireRapids"},
@@ -40,11 +42,8 @@ int alig_blas_core_isa(const char *core)
 {
     if (!core)
         return -1;
-    if (!strncasecmp(core, "Opteron", 7) || !strcasecmp(core, "Barcelona") ||
-        !strcasecmp(core, "Nano") || !strcasecmp(core, "Bobcat"))
-        return ALIG_ISA_SSE;
     for (int isa = ALIG_ISA_SSE; isa <= ALIG_ISA_AVX512; isa++)
-        for (int i = 0; i < 12 && cores_[isa][i]; i++)
+        for (int i = 0; i < MAX_CORES && cores_[isa][i]; i++)
             if (!strcasecmp(core, cores_[isa][i]))
                 return isa;
     return -1;

@@ -30,6 +30,7 @@ struct alig_comm {
         int64_t n;     /* floats per buffer */
     } shm[ALIG_COMM_MAX_SHM];
     int n_shm;
+    int *gather_counts; /* (2 local_size) alig_comm_node_allgather's counts and displacements */
     MPI_Comm cross; /* the ranks with this local rank, one per node (several nodes) */
 };
 
@@ -84,6 +85,7 @@ void alig_comm_finalize(alig_comm_t *c)
     }
     for (int i = 0; i < c->n_shm; i++)
         free(c->shm[i].peer);
+    free(c->gather_counts);
     free(c);
 }
 
@@ -187,7 +189,9 @@ float *alig_comm_shm_alloc(alig_comm_t *c, int64_t n)
     MPI_Win_allocate_shared((MPI_Aint)n * (MPI_Aint)sizeof(float), (int)sizeof(float),
                             MPI_INFO_NULL, c->node, &mine, &w->win);
     w->peer = malloc(sizeof *w->peer * (size_t)c->local_size);
-    if (!w->peer)
+    if (!c->gather_counts) /* made here, so the step loop allocates nothing */
+        c->gather_counts = malloc(sizeof(int) * 2 * (size_t)c->local_size);
+    if (!w->peer || !c->gather_counts)
         alig_comm_abort(c, ALIG_E_MEMORY);
     for (int q = 0; q < c->local_size; q++) {
         MPI_Aint size;
@@ -299,12 +303,9 @@ void alig_comm_shm_allreduce(alig_comm_t *c, float *buf)
 void alig_comm_node_allgather(alig_comm_t *c, void *buf, size_t elem, int64_t n, int64_t unit,
                               int64_t n_slice)
 {
-    if (!c->use_mpi || c->local_size == 1)
+    if (!c->use_mpi || c->local_size == 1 || !c->gather_counts)
         return;
-    int p = c->local_size;
-    int *counts = malloc(sizeof(int) * 2 * (size_t)p);
-    if (!counts)
-        alig_comm_abort(c, ALIG_E_MEMORY);
+    int p = c->local_size, *counts = c->gather_counts;
     for (int q = 0; q < p; q++) {
         int64_t lo, hi;
         alig_comm_node_slice(c, q, n_slice, unit, &lo, &hi);
@@ -319,7 +320,6 @@ void alig_comm_node_allgather(alig_comm_t *c, void *buf, size_t elem, int64_t n,
         counts[p + q] = (int)(lo * (int64_t)elem);
     }
     MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, counts, counts + p, MPI_BYTE, c->node);
-    free(counts);
 }
 
 void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root)

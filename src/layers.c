@@ -385,9 +385,6 @@ static void maxpool_forward_(const alig_layer_t *l, const float *in, float *out,
         }
 }
 
-/* 2x2 stride-2 windows tiling an even plane: each input pixel is in exactly one
- * window, so din is written once (the window's winner gets dy, the rest 0) without
- * clearing it first. */
 /* g where c is true, else +0.0f, without a branch (a select on data-dependent
  * conditions, which gcc may compile to jumps that mispredict half the time) */
 static inline float keep_(float g, int c)
@@ -399,6 +396,9 @@ static inline float keep_(float g, int c)
     return g;
 }
 
+/* 2x2 stride-2 windows tiling an even plane: each input pixel is in exactly one
+ * window, so din is written once (the window's winner gets dy, the rest 0) without
+ * clearing it first. */
 static inline void maxpool2_backward_as_(const alig_layer_t *l, const float *dout, float *din,
                                          const int32_t *arg, const float *out, int64_t n,
                                          const int relu)
@@ -439,8 +439,9 @@ static void maxpool_backward_(const alig_layer_t *l, const float *dout, float *d
                               const int32_t *arg, const float *out, int64_t n)
 {
     int64_t plane = (int64_t)l->in_h * l->in_w, oplane = (int64_t)l->out_h * l->out_w;
-    if (l->fused || (!acc && l->k == 2 && l->stride == 2 && l->pad == 0 && l->in_h % 2 == 0 &&
-                     l->in_w % 2 == 0)) { /* (fused only so: alig_model_set_fusion) */
+    /* (a pool with a relu folded in always comes here: alig_model_set_fusion) */
+    if (!acc && l->k == 2 && l->stride == 2 && l->pad == 0 && l->in_h % 2 == 0 &&
+        l->in_w % 2 == 0) {
         maxpool2_backward_(l, dout, din, arg, out, n);
         return;
     }
@@ -728,11 +729,16 @@ size_t alig_layer_aux_bytes(const alig_layer_t *l, int64_t max_batch)
     return (b + 63) & ~(size_t)63; /* keep every scratch area 64-byte aligned */
 }
 
+/* The activation a node reads: a max pool with a relu folded in reads the relu's input. */
+static int input_of_(const alig_model_t *m, const alig_layer_t *l)
+{
+    return l->fused && l->kind == ALIG_LAYER_MAXPOOL ? m->layers[l->src - 1].src : l->src;
+}
+
 void alig_layer_forward(alig_model_t *m, int i, int64_t n)
 {
     const alig_layer_t *l = &m->layers[i];
-    /* a max pool with its relu folded in reads the relu's input */
-    const float *in = m->acts[l->fused ? m->layers[l->src - 1].src : l->src];
+    const float *in = m->acts[input_of_(m, l)];
     float *out = m->acts[i + 1];
     switch (l->kind) {
     case ALIG_LAYER_CONV:
@@ -792,7 +798,7 @@ void alig_layer_backward(alig_model_t *m, int i, int64_t n)
         bn_backward_(m, l, in, dout, din, l->acc_src, n);
         break;
     case ALIG_LAYER_MAXPOOL: {
-        int from = l->fused ? m->layers[l->src - 1].src : l->src; /* the relu's input */
+        int from = input_of_(m, l);
         if (from > 0)
             maxpool_backward_(l, dout, m->dacts[from], l->fused ? 0 : l->acc_src,
                               (const int32_t *)(m->aux + l->aux), m->acts[i + 1], n);

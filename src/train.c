@@ -311,6 +311,13 @@ static int setup_reduce_(alig_trainer_t *t)
     return ALIG_OK;
 }
 
+/* reduce = shm: every rank's block sums in optim.partials, from the blocks' owners */
+static void gather_partials_(alig_trainer_t *t)
+{
+    alig_comm_node_allgather(t->comm, t->optim.partials, sizeof(double),
+                             alig_n_blocks(t->model.n_params), 1, alig_n_blocks(t->model.n_reduce));
+}
+
 static int build_model_(alig_trainer_t *t)
 {
     const alig_config_t *cfg = t->cfg;
@@ -633,8 +640,7 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     double gn2;
     if (t->shm) { /* this rank's blocks; the others' block sums from their owners */
         alig_optim_norm2_blocks(&t->optim, m->grads, t->shard_b0, t->shard_b1);
-        alig_comm_node_allgather(t->comm, t->optim.partials, sizeof(double),
-                                 alig_n_blocks(m->n_params), 1, alig_n_blocks(m->n_reduce));
+        gather_partials_(t);
         gn2 = alig_optim_sum_partials(&t->optim);
     } else {
         gn2 = alig_optim_norm2(&t->optim, m->grads);
@@ -672,8 +678,7 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     if (t->shm) { /* this rank's blocks, then the others' from their owners */
         if (alig_optim_apply_blocks(&t->optim, m->params, m->grads, inv_count, gamma,
                                     t->shard_b0, t->shard_b1)) {
-            alig_comm_node_allgather(t->comm, t->optim.partials, sizeof(double),
-                                     alig_n_blocks(m->n_params), 1, alig_n_blocks(m->n_reduce));
+            gather_partials_(t);
             alig_optim_project_blocks(&t->optim, m->params, t->shard_b0, t->shard_b1);
         }
         alig_comm_shm_fence(t->comm);

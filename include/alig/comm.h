@@ -67,7 +67,7 @@ void alig_comm_wait_all(alig_comm_t *c);
  * sums its slice, fence, fetch, fence). Every rank gets the same bits.
  * alig_comm_node_allgather: buf (n elements of elem bytes) gets every local
  * rank's slice (alig_comm_node_slice of n_slice by unit, cut to n) from that
- * rank (MPI_Allgatherv on the node).
+ * rank (MPI_Allgatherv on the node; only after an alig_comm_shm_alloc).
  * The environment variable ALIG_TEST_NODE_SIZE=k (tests) makes every k
  * consecutive ranks a node. All of these are collective over the node's ranks.
  */
