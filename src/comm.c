@@ -444,14 +444,15 @@ int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why
             threads = 1;
         snprintf(why, why_size, "%d CPU(s) in the affinity mask shared by %d rank(s) on this node",
                  ncpu, sharing);
-        openblas_set_num_threads(threads);
-        return threads;
     }
-    if (threads > ncpu) { /* explicit settings win, but say what they cost */
-        size_t used = strlen(why);
+    /* explicit settings win, and one thread is the least a rank runs: say what it costs */
+    size_t used = strlen(why);
+    if (threads > ncpu)
         snprintf(why + used, why_size - used, "; more than the %d CPU(s) this rank may use, so "
                  "threads share cores", ncpu);
-    }
+    else if ((int64_t)threads * sharing > ncpu)
+        snprintf(why + used, why_size - used, "; %d rank(s) x %d thread(s) on these %d CPU(s), "
+                 "so they share cores", sharing, threads, ncpu);
     openblas_set_num_threads(threads);
     return threads;
 }

@@ -379,6 +379,31 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
 END_TEST
 
 /*
+ * Found by a new-user trial: ranks launched with --bind-to none onto fewer CPUs than ranks
+ * each took one thread, as they should, but the log did not say that they time-share the
+ * CPUs (it did only for an explicit count above the mask). Two ranks on one CPU (taskset
+ * before mpirun: the mask is inherited) must say so; one rank on it must not.
+ */
+START_TEST(ranks_sharing_cpus_are_told_so)
+{
+    setup_();
+    char cmd[4096], pre[256];
+    test_mpirun(pre, sizeof pre, 2);
+    snprintf(cmd, sizeof cmd, "taskset -c 0 %s --bind-to none %s/alig-train %s --set "
+             "run.max_steps=1 --set run.out_dir=%s/share2", pre, bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 120, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(strstr(out_, "threads per rank: 1 (1 CPU(s) in the affinity mask shared by 2 "
+                               "rank(s) on this node; 2 rank(s) x 1 thread(s) on these 1 CPU(s), "
+                               "so they share cores)"), "%s", out_);
+    snprintf(cmd, sizeof cmd, "taskset -c 0 %s/alig-train %s --set run.max_steps=1 --set "
+             "run.out_dir=%s/share1", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(strstr(out_, "threads per rank: 1 (1 CPU(s) in the affinity mask shared by 1 "
+                               "rank(s) on this node)"), "%s", out_);
+}
+END_TEST
+
+/*
  * Found by a new-user trial: launch/scaling.sh exited 2 with nothing on the terminal when
  * a value or a run was bad (the reason was only in a per-run log), took -s 0 as "no step
  * limit", and a sweep stopped midway left a checkpoint that made the next sweep with the
@@ -464,6 +489,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, corrupt_hdf5_metadata_is_one_error_line);
     tcase_add_test(tc, launch_scripts_want_a_rank_count_after_np);
     tcase_add_test(tc, bad_thread_counts_from_the_environment_are_refused);
+    tcase_add_test(tc, ranks_sharing_cpus_are_told_so);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
     tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);

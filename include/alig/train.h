@@ -92,7 +92,7 @@ typedef struct {
     int64_t *part_correct;        /* (n_parts) */
     alig_team_t team;             /* team.n = n_parts when the parts form a team, else 0 */
     char parallel_why[160];       /* how the mode was chosen, for the log */
-    char threads_why[160];        /* how that number was chosen, for the log */
+    char threads_why[256];        /* how that number was chosen, for the log */
     volatile sig_atomic_t *stop_signal; /* set asynchronously (e.g. SIGTERM); may be NULL */
     int stop_requested;           /* some rank saw stop_signal at the last step */
     struct alig_ckpt *ckpt;       /* checkpoint state (alig/ckpt.h); NULL until alig_trainer_run */
