@@ -74,8 +74,12 @@ static FILE *open_trimmed_(const char *path, const char *header, int col, int64_
         }
         fclose(in);
     }
-    if (fclose(out) != 0 || rename(tmp, path) != 0)
+    if (fclose(out) != 0 || rename(tmp, path) != 0) {
+        int e = errno;
+        remove(tmp); /* no stray .tmp next to the file */
+        errno = e;
         return NULL;
+    }
     return fopen(path, "a");
 }
 
@@ -87,10 +91,12 @@ int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, 
         return rc;
     char path[4200];
     snprintf(path, sizeof path, "%s/steps.csv", dir);
+    snprintf(mt->steps_path, sizeof mt->steps_path, "%s", path);
     mt->steps = open_trimmed_(path, steps_header_, 0, resume_step);
     if (!mt->steps)
         return alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/epochs.csv", dir);
+    snprintf(mt->epochs_path, sizeof mt->epochs_path, "%s", path);
     /* an epoch row belongs to the step that ended it (column 1); resuming in the middle
      * of an epoch drops that epoch's partial row (written when max_steps ended a run
      * there): the resumed run writes the whole epoch's row */
@@ -104,18 +110,39 @@ int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, 
     return ALIG_OK;
 }
 
+/*
+ * A metrics file that cannot be written (disk full, quota, I/O error) must not
+ * end a training run: warn once, naming the file, and write no more rows to it
+ * (a row after a lost one would leave a torn line). Checkpoints go on.
+ */
+static void check_(FILE **f, const char *path, int flush)
+{
+    if (flush)
+        fflush(*f);
+    if (!ferror(*f))
+        return;
+    int e = errno;
+    fprintf(stderr, "alig-train: warning: %s: cannot write: %s; no more rows go to this file "
+            "(training and checkpoints go on)\n", path, e ? strerror(e) : "I/O error");
+    fclose(*f);
+    *f = NULL;
+}
+
 void alig_metrics_step(alig_metrics_t *mt, const alig_metrics_step_t *r)
 {
     if (!mt->steps)
         return;
+    errno = 0;
     fprintf(mt->steps, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%d,%.9g\n", r->step, r->epoch,
             r->loss, r->step_size, r->step_unclipped, r->clipped, r->grad_norm);
+    check_(&mt->steps, mt->steps_path, 0);
 }
 
 void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *r)
 {
     if (!mt->epochs)
         return;
+    errno = 0;
     fprintf(mt->epochs,
             "%" PRId64 ",%" PRId64 ",%.9g,%.6g,%.9g,%.6g,%.9g,%.9g,%.9g,%.6g,%.9g,%.3f,%.1f,%" PRId64
             ",%.1f\n",
@@ -123,13 +150,17 @@ void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *r)
             r->step_min, r->step_max, r->clipped_frac, r->weight_norm, r->seconds,
             r->samples_per_s, r->skipped, r->peak_rss_mb);
     /* an epoch row is rare and precious: flush both files so a crash loses nothing before it */
-    fflush(mt->epochs);
+    check_(&mt->epochs, mt->epochs_path, 1);
     if (mt->steps)
-        fflush(mt->steps);
+        check_(&mt->steps, mt->steps_path, 1);
 }
 
 void alig_metrics_close(alig_metrics_t *mt)
 {
+    if (mt->steps)
+        check_(&mt->steps, mt->steps_path, 1);
+    if (mt->epochs)
+        check_(&mt->epochs, mt->epochs_path, 1);
     if (mt->steps)
         fclose(mt->steps);
     if (mt->epochs)

@@ -112,12 +112,71 @@ START_TEST(unwritable_directory_is_an_error)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: with the disk full, steps.csv stopped at step 153 of 300 and
+ * the run said nothing (no write was checked). Now a failed write warns once, naming the
+ * file, and no more rows go to it, so no torn row follows; training goes on. /dev/full
+ * stands in for the full disk: every write to it fails with ENOSPC.
+ */
+START_TEST(a_failed_write_warns_once_and_stops_the_file)
+{
+    snprintf(dir_, sizeof dir_, "%s/alig-metrics-full-%d", test_tmpdir(), (int)getpid());
+    char log[700];
+    snprintf(log, sizeof log, "%s.stderr", dir_);
+    alig_metrics_t mt;
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1, 0), ALIG_OK);
+    fclose(mt.steps);
+    fclose(mt.epochs);
+    ck_assert_ptr_nonnull(mt.steps = fopen("/dev/full", "w"));
+    ck_assert_ptr_nonnull(mt.epochs = fopen("/dev/full", "w"));
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *err = fopen(log, "w");
+    ck_assert_ptr_nonnull(err);
+    dup2(fileno(err), 2);
+    /* enough rows to fill stdio's buffer, so steps.csv fails before an epoch's flush */
+    for (int i = 0; i < 400 && mt.steps; i++) {
+        alig_metrics_step_t r = {.step = i + 1, .epoch = 1, .loss = 1.0, .step_size = 0.1};
+        alig_metrics_step(&mt, &r);
+    }
+    int steps_stopped = mt.steps == NULL;
+    alig_metrics_epoch_t e = {.epoch = 1, .step = 400, .test_acc = NAN};
+    alig_metrics_epoch(&mt, &e);
+    int epochs_stopped = mt.epochs == NULL;
+    alig_metrics_step_t more = {.step = 401, .epoch = 2};
+    alig_metrics_step(&mt, &more); /* nothing to write to: no crash, no second warning */
+    alig_metrics_epoch(&mt, &e);
+    alig_metrics_close(&mt);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fclose(err);
+    ck_assert_msg(steps_stopped, "steps.csv still open after failed writes");
+    ck_assert_msg(epochs_stopped, "epochs.csv still open after a failed flush");
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = '\0';
+    fclose(f);
+    char want[1200];
+    snprintf(want, sizeof want, "alig-train: warning: %s/steps.csv: cannot write: No space left "
+             "on device; no more rows go to this file (training and checkpoints go on)\n", dir_);
+    ck_assert_msg(strstr(text, want) && !strstr(strstr(text, want) + strlen(want), "steps.csv"),
+                  "%s", text);
+    snprintf(want, sizeof want, "%s/epochs.csv: cannot write: No space left on device", dir_);
+    ck_assert_msg(strstr(text, want) && !strstr(strstr(text, want) + strlen(want), "epochs.csv"),
+                  "%s", text);
+}
+END_TEST
+
 Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
     TCase *tc = tcase_create("metrics");
     tcase_add_test(tc, rows_and_resume_trim);
     tcase_add_test(tc, unwritable_directory_is_an_error);
+    tcase_add_test(tc, a_failed_write_warns_once_and_stops_the_file);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -16,8 +16,9 @@
 #include <stdio.h>
 
 typedef struct {
-    FILE *steps;   /* NULL when closed (ranks other than 0) */
+    FILE *steps;   /* NULL when closed (ranks other than 0), or after a write failed */
     FILE *epochs;
+    char steps_path[4200], epochs_path[4200]; /* for the warning when a write fails */
 } alig_metrics_t;
 
 /* One row of steps.csv. */
