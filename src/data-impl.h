@@ -13,5 +13,7 @@
  * "<path>: <reason>" names the file once. Never NULL.
  */
 const char *alig_gz_reason(gzFile f, const char *path);
+/* After gzread returned 0: did the gzip stream end before its trailer (a cut file)? */
+int alig_gz_truncated(gzFile f);
 
 #endif /* ALIG_DATA_IMPL_H */

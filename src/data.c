@@ -3,7 +3,7 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
-#include "data-impl.h" /* defines: alig_gz_reason */
+#include "data-impl.h" /* defines: alig_gz_reason, alig_gz_truncated */
 
 #include <errno.h>
 #include <math.h>
@@ -24,7 +24,7 @@ static int64_t gzread_full_(gzFile f, uint8_t *buf, int64_t n)
         if (want > (1 << 30))
             want = 1 << 30;
         int r = gzread(f, buf + got, (unsigned)want);
-        if (r < 0)
+        if (r < 0 || (r == 0 && alig_gz_truncated(f)))
             return -1;
         if (r == 0)
             break;
@@ -33,12 +33,21 @@ static int64_t gzread_full_(gzFile f, uint8_t *buf, int64_t n)
     return got;
 }
 
+int alig_gz_truncated(gzFile f)
+{
+    int errnum = Z_OK;
+    gzerror(f, &errnum);
+    return errnum == Z_BUF_ERROR;
+}
+
 const char *alig_gz_reason(gzFile f, const char *path)
 {
     int errnum = 0;
     const char *msg = gzerror(f, &errnum);
     if (errnum == Z_ERRNO)
         return strerror(errno);
+    if (errnum == Z_BUF_ERROR) /* zlib: "unexpected end of file" */
+        return "the gzip stream ends early (no end-of-stream trailer): the file is truncated";
     if (!msg || !*msg)
         return "read error";
     /* zlib prefixes its reason with the path given to gzopen ("f.gz: incorrect data

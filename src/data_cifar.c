@@ -10,7 +10,7 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
-#include "data-impl.h" /* defines: alig_gz_reason */
+#include "data-impl.h" /* alig_gz_reason, alig_gz_truncated */
 
 #include <ctype.h>
 #include <errno.h>
@@ -54,7 +54,7 @@ static int read_all_(const char *path, uint8_t **out, int64_t *size)
         }
         int64_t want = cap - got < (1 << 30) ? cap - got : (1 << 30);
         int r = gzread(f, buf + got, (unsigned)want);
-        if (r < 0) {
+        if (r < 0 || (r == 0 && alig_gz_truncated(f))) { /* a cut at a record boundary too */
             rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
             break;
         }

@@ -179,6 +179,51 @@ START_TEST(gzip_errors_name_the_file_once)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: a gzip file cut where the compressor had flushed (at a record
+ * boundary) decompresses to whole records; only its missing trailer (CRC and length) shows
+ * the cut, and it was not checked: the CIFAR reader took 1 of 2 records and trained. Now
+ * both readers refuse a stream that ends without its trailer, naming the file.
+ */
+START_TEST(gzip_cut_at_a_flush_point_is_truncated)
+{
+    uint8_t data[3073 * 2];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (uint8_t)((i * 31 + (i >> 3)) % 10); /* valid CIFAR-10 labels everywhere */
+    const char *p = tmp_("cut.gz");
+    char want[800];
+    snprintf(want, sizeof want, "%s: the gzip stream ends early (no end-of-stream trailer): "
+             "the file is truncated", p);
+    uint8_t buf[16384];
+    for (int kind = 0; kind < 2; kind++) { /* 0: CIFAR-10, two records; 1: IDX, 1000 bytes */
+        static const uint8_t idx_head[8] = {0, 0, 0x08, 1, 0, 0, 0x03, 0xe8};
+        gzFile g = gzopen(p, "wb");
+        ck_assert_ptr_nonnull(g);
+        if (kind == 1)
+            ck_assert_int_eq(gzwrite(g, idx_head, 8), 8);
+        int first = kind == 0 ? 3073 : 1000;
+        ck_assert_int_eq(gzwrite(g, data, (unsigned)first), first);
+        ck_assert_int_eq(gzflush(g, Z_FULL_FLUSH), Z_OK);
+        long cut = (long)gzoffset(g); /* everything so far is out, decodable on its own */
+        if (kind == 0)
+            ck_assert_int_eq(gzwrite(g, data + 3073, 3073), 3073);
+        ck_assert_int_eq(gzclose(g), Z_OK);
+        size_t n = test_read_bytes(p, buf, sizeof buf);
+        ck_assert_int_gt((long)n, cut);
+        test_write_bytes(p, buf, (size_t)cut);
+        if (kind == 0) {
+            alig_dataset_t ds;
+            ck_assert_int_eq(alig_dataset_load_cifar(&ds, p, 10, 1, 0), ALIG_E_DATA);
+        } else {
+            alig_idx_t idx;
+            ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_E_DATA);
+        }
+        ck_assert_str_eq(alig_error_message(), want);
+    }
+    remove(p);
+}
+END_TEST
+
 START_TEST(dataset_load_checks_counts_and_normalises)
 {
     const char *dir = test_tmpdir();
@@ -284,6 +329,7 @@ Suite *data_suite(void)
     tcase_add_test(tc, idx_rejects_malformed);
     tcase_add_test(tc, idx_rejects_corrupt_gzip);
     tcase_add_test(tc, gzip_errors_name_the_file_once);
+    tcase_add_test(tc, gzip_cut_at_a_flush_point_is_truncated);
     tcase_add_test(tc, dataset_load_checks_counts_and_normalises);
     tcase_add_test(tc, batch_slices_partition_the_batch);
     tcase_add_test(tc, fashion_mnist_if_installed);
