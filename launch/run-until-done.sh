@@ -20,7 +20,8 @@
 # agree at the next step, write a checkpoint and exit 75, and so does this
 # script, without restarting. (SIGTERM to mpirun itself would kill the ranks
 # before they checkpoint; so would Ctrl-C in a terminal, which reaches mpirun
-# directly.)
+# directly.) A stop request during the pause before a restart ends the script at
+# once with the failed attempt's status.
 #
 # Environment: ALIG_TRAIN (default bin/alig-train), MPIRUN (default mpirun).
 set -uo pipefail
@@ -96,8 +97,16 @@ while :; do
         fi
         pause=$((failures < 6 ? 1 << failures : 60))
         echo "run-until-done: attempt $attempt: exit $rc (crash?); restarting in $pause s" >&2
-        sleep "$pause"
+        # in the background: a stop request must end the pause, not wait it out
+        sleep "$pause" &
+        wait $! 2>/dev/null
+        kill $! 2>/dev/null
         ;;
     esac
+    if [ "$stopping" = 1 ]; then
+        echo "run-until-done: stop requested while waiting to restart; not restarting (exit $rc" \
+            "of attempt $attempt)" >&2
+        exit "$rc"
+    fi
     resume=(--resume auto)
 done

@@ -379,6 +379,33 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
 END_TEST
 
 /*
+ * Found by a new-user trial: a SIGTERM to run-until-done.sh while it paused before a
+ * restart only set a flag that nothing read, and the script started the next attempt
+ * and trained to the end. Now the stop ends the pause at once, with the failed
+ * attempt's status and no second attempt. (ALIG_TRAIN=/bin/false: every attempt fails
+ * with 1, and the first pause is 2 s.)
+ */
+START_TEST(run_until_done_stops_during_the_restart_pause)
+{
+    setup_();
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "ALIG_TRAIN=/bin/false launch/run-until-done.sh -np 1 --max-restarts 5 "
+             "%s > %s/rud.log 2>&1 & p=$!; "
+             "for i in $(seq 300); do grep -q 'restarting in' %s/rud.log && break; sleep 0.1; done; "
+             "kill -TERM $p; wait $p; echo \"rc=$?\"; cat %s/rud.log",
+             cfg_, dir_, dir_, dir_);
+    double took = 0;
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, &took), 0);
+    ck_assert_msg(strstr(out_, "rc=1\n") && strstr(out_, "restarting in 2 s") &&
+                      strstr(out_, "stop requested while waiting to restart; not restarting "
+                                   "(exit 1 of attempt 1)") &&
+                      !strstr(out_, "attempt 2"),
+                  "%s", out_);
+}
+END_TEST
+
+/*
  * Found by a new-user trial: ranks launched with --bind-to none onto fewer CPUs than ranks
  * each took one thread, as they should, but the log did not say that they time-share the
  * CPUs (it did only for an explicit count above the mask). Two ranks on one CPU (taskset
@@ -490,6 +517,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, launch_scripts_want_a_rank_count_after_np);
     tcase_add_test(tc, bad_thread_counts_from_the_environment_are_refused);
     tcase_add_test(tc, ranks_sharing_cpus_are_told_so);
+    tcase_add_test(tc, run_until_done_stops_during_the_restart_pause);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
     tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);
