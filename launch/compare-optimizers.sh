@@ -13,20 +13,32 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 np=2
 if [ "${1:-}" = "-np" ]; then
-    if ! [[ "${2:-}" =~ ^[1-9][0-9]*$ ]]; then
-        echo "launch/compare-optimizers.sh: -np needs a number of ranks >= 1, got '${2:-}'" >&2
+    if ! [[ "${2:-}" =~ ^[1-9][0-9]{0,8}$ ]]; then
+        echo "launch/compare-optimizers.sh: -np needs a number of ranks in [1, 999999999], got '${2:-}'" >&2
+        echo "usage: launch/compare-optimizers.sh [-np N] [OUT_DIR]" >&2
         exit 2
     fi
     np=$2
     shift 2
 fi
+if [ $# -gt 1 ]; then
+    echo "launch/compare-optimizers.sh: one output directory expected, got $#: $*" >&2
+    echo "usage: launch/compare-optimizers.sh [-np N] [OUT_DIR]" >&2
+    exit 2
+fi
 out=${1:-runs/compare}
 cfg=$here/fashion-mnist-mlp.ini
 run() { # name --set...
-    local name=$1; shift
+    local name=$1 rc=0; shift
     rm -rf "${out:?}/$name"
     "$here/run.sh" -np "$np" "$cfg" --set "run.out_dir=$out/$name" --set checkpoint.resume=never "$@" \
-        | tee "$out/$name.log" | grep -E '^epoch' || true
+        > "$out/$name.log" 2>&1 || rc=$?
+    grep -E '^epoch' "$out/$name.log" || true
+    if [ $rc -ne 0 ]; then # a failed run stops the comparison, with its reason
+        echo "launch/compare-optimizers.sh: the $name run failed (exit $rc); from $out/$name.log:" >&2
+        grep -m 3 -E '^(alig-train|launch/run.sh):' "$out/$name.log" >&2 || tail -n 5 "$out/$name.log" >&2
+        exit $rc
+    fi
 }
 mkdir -p "$out"
 run alig

@@ -37,7 +37,7 @@ usage() { # message
 while [ $# -gt 0 ]; do
     case $1 in
     -np)
-        [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || usage "-np needs a number of ranks >= 1, got '${2:-}'"
+        [[ "${2:-}" =~ ^[1-9][0-9]{0,8}$ ]] || usage "-np needs a number of ranks in [1, 999999999], got '${2:-}'"
         np=$2; shift 2 ;;
     --max-restarts)
         [[ "${2:-}" =~ ^[0-9]+$ ]] || usage "--max-restarts needs a number >= 0, got '${2:-}'"

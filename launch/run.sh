@@ -19,7 +19,7 @@ usage() { # message
 }
 np=2
 if [ "${1:-}" = "-np" ]; then
-    [[ "${2:-}" =~ ^[1-9][0-9]*$ ]] || usage "-np needs a number of ranks >= 1, got '${2:-}'"
+    [[ "${2:-}" =~ ^[1-9][0-9]{0,8}$ ]] || usage "-np needs a number of ranks in [1, 999999999], got '${2:-}'"
     np=$2
     shift 2
 fi

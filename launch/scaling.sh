@@ -34,7 +34,7 @@ while getopts "r:b:s:n:c:o:Pa:" o; do
                n) reps=$OPTARG ;; o) out=$OPTARG ;; P) plot=0 ;;
                a) read -r -a extra <<< "$OPTARG" ;; *) die "unknown option" ;; esac
 done
-posint() { [[ $1 =~ ^[0-9]+$ ]] && ((10#$1 > 0)); } # base 10: "08" is 8
+posint() { [[ $1 =~ ^[0-9]{1,15}$ ]] && ((10#$1 > 0)); } # base 10: "08" is 8; at most 15 digits
 posint "$reps" || die "-n needs a positive integer, got '$reps'"
 posint "$steps" || die "-s needs a positive number of steps, got '$steps'"
 posint "$batch" || die "-b needs a positive batch size, got '$batch'"
@@ -52,7 +52,9 @@ launch() { # np config args...
     local np=$1; shift
     if [ -n "${MPIRUN:-}" ]; then $MPIRUN "$np" "$bin" "$@"; else ALIG_TRAIN=$bin "$here/run.sh" -np "$np" "$@"; fi
 }
-rate() { awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") v=$(i-1)} END {print v}' "$1"; }
+# from alig-train's last line, "run: N steps, R samples/s; profile: M ms/step: data P% ...",
+# which covers all the run's steps whatever the epochs they fall in
+rate() { awk '/^run: / {for (i=1;i<=NF;i++) if ($i ~ /^samples\/s;?$/) v=$(i-1)} END {print v}' "$1"; }
 for ((r = 1; r <= reps; r++)); do # the whole sweep, reps times: drifts hit every point alike
     for mode in strong weak; do
         for p in $ranks; do
@@ -83,7 +85,8 @@ for mode in strong weak; do
         log=$out/$mode-$p-$r.log
         cp "$log" "$out/$mode-$p.log"
         sps=$(rate "$log")
-        prof=$(awk '/^profile/ {ms=$2; for (i=1;i<=NF;i++) if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}} END {print ms p}' "$log")
+        prof=$(awk '/^run: / {for (i=1;i<=NF;i++) {if ($i=="ms/step:") ms=$(i-1)
+                                                if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}}} END {print ms p}' "$log")
         red=$(awk '/^reduce: / {print ($2 == "shared" ? "shm" : $2 ~ /^MPI/ ? "mpi" : "none")}' "$log")
         [ -n "$base" ] || base=$sps
         # strong: speedup = rate/rate1, efficiency = speedup/p; weak: the same, per-rank work fixed

@@ -901,6 +901,17 @@ static void progress_(const alig_trainer_t *t, progress_t *p, FILE *log)
     fflush(log);
 }
 
+/* " 12.34 ms/step: data 1.0% forward ... (rank 0)\n": the step's split into its phases */
+static void print_profile_(FILE *log, const alig_epoch_stats_t *s)
+{
+    static const char *const names[ALIG_N_PHASES] = {"data", "forward", "backward", "allreduce",
+                                                     "optimizer"};
+    fprintf(log, " %.2f ms/step:", 1e3 * s->seconds / (double)s->steps);
+    for (int k = 0; k < ALIG_N_PHASES; k++)
+        fprintf(log, " %s %.1f%%", names[k], 100.0 * s->phase[k] / s->seconds);
+    fprintf(log, " (rank 0)\n");
+}
+
 int alig_trainer_run(alig_trainer_t *t, FILE *log)
 {
     const alig_config_t *cfg = t->cfg;
@@ -1008,21 +1019,35 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
                     100.0 * (double)s->clipped / (double)s->steps,
                     (double)s->samples / s->seconds, alig_time() - t_start, rss_mb, skipped);
             if (cfg->profile) {
-                static const char *const names[ALIG_N_PHASES] = {"data", "forward", "backward",
-                                                                 "allreduce", "optimizer"};
-                fprintf(log, "profile: %.2f ms/step:", 1e3 * s->seconds / (double)s->steps);
-                for (int k = 0; k < ALIG_N_PHASES; k++)
-                    fprintf(log, " %s %.1f%%", names[k], 100.0 * s->phase[k] / s->seconds);
-                fprintf(log, " (rank 0)\n");
+                fprintf(log, "profile:");
+                print_profile_(log, s);
             }
             fflush(log);
         }
+        alig_epoch_stats_t *r = &t->run_stats; /* the whole run's figures, for the last line */
+        r->samples += s->samples;
+        r->steps += s->steps;
+        r->seconds += s->seconds;
+        for (int k = 0; k < ALIG_N_PHASES; k++)
+            r->phase[k] += s->phase[k];
         if (epoch_done) /* a partial epoch (max_steps) keeps its stats for the final checkpoint */
             reset_stats_(s);
         if (t->stop_requested && !last)
             return alig_ckpt_stop(t, log);
         if ((rc = alig_ckpt_after_step(t, epoch_done, log)))
             return rc;
+    }
+    const alig_epoch_stats_t *r = &t->run_stats;
+    if (root && r->steps > 0 && r->seconds > 0) { /* one line for the run, whatever its epochs */
+        fprintf(log, "run: %lld steps, %.0f samples/s", (long long)r->steps,
+                (double)r->samples / r->seconds);
+        if (cfg->profile) {
+            fprintf(log, "; profile:");
+            print_profile_(log, r);
+        } else {
+            fprintf(log, "\n");
+        }
+        fflush(log);
     }
     return alig_ckpt_end(t, log); /* the final checkpoint */
 }

@@ -323,14 +323,22 @@ END_TEST
 START_TEST(launch_scripts_want_a_rank_count_after_np)
 {
     static const char *const cases[][2] = {
-        {"launch/run.sh -np", "launch/run.sh: -np needs a number of ranks >= 1, got ''"},
+        {"launch/run.sh -np", "launch/run.sh: -np needs a number of ranks in [1, 999999999], got ''"},
         {"launch/run.sh -np two x.ini",
-         "launch/run.sh: -np needs a number of ranks >= 1, got 'two'"},
+         "launch/run.sh: -np needs a number of ranks in [1, 999999999], got 'two'"},
+        /* a later trial: 20 digits overflowed bash's test into mpirun's own error */
+        {"launch/run.sh -np 99999999999999999999 x.ini",
+         "launch/run.sh: -np needs a number of ranks in [1, 999999999], got '99999999999999999999'"},
         {"launch/run.sh -np 2", "launch/run.sh: no config file given"},
         {"launch/run-until-done.sh -np",
-         "launch/run-until-done.sh: -np needs a number of ranks >= 1, got ''"},
+         "launch/run-until-done.sh: -np needs a number of ranks in [1, 999999999], got ''"},
         {"launch/run-until-done.sh -np 2 --max-restarts",
          "launch/run-until-done.sh: --max-restarts needs a number >= 0, got ''"},
+        {"launch/compare-optimizers.sh -np x",
+         "launch/compare-optimizers.sh: -np needs a number of ranks in [1, 999999999], got 'x'"},
+        /* a later trial: extra arguments were ignored */
+        {"launch/compare-optimizers.sh a b",
+         "launch/compare-optimizers.sh: one output directory expected, got 2: a b"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int rc = test_run(cases[i][0], 30, out_, sizeof out_, NULL);
@@ -375,6 +383,26 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
     snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS=abc %s/alig-train %s --set "
              "run.max_steps=1 --set run.threads=1 --set run.out_dir=%s/env1", bin_(), cfg_, dir_);
     ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+}
+END_TEST
+
+/*
+ * Found by a new-user trial: compare-optimizers.sh swallowed a failed run's exit status
+ * (`|| true`), so the only error was plot.sh's about a missing steps.csv. Now the first
+ * failed run stops the script with its status and the lines of its log that say why.
+ */
+START_TEST(compare_optimizers_reports_a_failed_run)
+{
+    setup_();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "ALIG_TRAIN=/bin/false launch/compare-optimizers.sh -np 1 %s/cmp",
+             dir_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 1, "exit %d:\n%s", rc, out_);
+    char want[700];
+    snprintf(want, sizeof want, "launch/compare-optimizers.sh: the alig run failed (exit 1); from "
+             "%s/cmp/alig.log:", dir_);
+    ck_assert_msg(strstr(out_, want) && !strstr(out_, "steps.csv"), "%s", out_);
 }
 END_TEST
 
@@ -442,6 +470,8 @@ START_TEST(scaling_sh_says_why_it_failed)
     setup_();
     static const char *const bad[][2] = {
         {"-s 0", "scaling.sh: -s needs a positive number of steps, got '0'"},
+        {"-s 99999999999999999999",
+         "scaling.sh: -s needs a positive number of steps, got '99999999999999999999'"},
         {"-r abc", "scaling.sh: -r: 'abc' is not a positive number of ranks"},
         {"-r ''", "scaling.sh: -r needs a list of rank counts"},
         {"-n 0", "scaling.sh: -n needs a positive integer, got '0'"},
@@ -482,6 +512,25 @@ START_TEST(scaling_sh_says_why_it_failed)
         ck_assert_msg(strstr(out_, "\nstrong,2,12,") && strstr(out_, reduce[i][1]), "%s:\n%s",
                       reduce[i][0], out_);
     }
+    /* found by a later trial: a run over several epochs (10 steps each here) put every
+     * epoch's profile in its row (17 fields and more against 13 columns); now each row
+     * has one, from alig-train's line for the whole run */
+    snprintf(cmd, sizeof cmd, "ALIG_TRAIN=%s/alig-train launch/scaling.sh -P -r 1 -b 12 -s 25 "
+             "-c %s -o %s/sc-ep -a '--set run.epochs=3' > /dev/null && cat %s/sc-ep/scaling.csv "
+             "&& grep -c '^epoch' %s/sc-ep/strong-1.log", bin_(), cfg_, dir_, dir_, dir_);
+    rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    int rows = 0;
+    for (char *line = strtok(out_, "\n"); line; line = strtok(NULL, "\n")) {
+        if (strncmp(line, "strong,", 7) && strncmp(line, "weak,", 5)) {
+            if (strchr(line, ',') == NULL) /* the count of epoch lines */
+                ck_assert_msg(atoi(line) == 3, "epoch lines: %s", line);
+            continue;
+        }
+        rows++;
+        ck_assert_msg(count_(line, ",") == 12, "not 13 fields: %s", line);
+    }
+    ck_assert_int_eq(rows, 2);
 }
 END_TEST
 
@@ -518,6 +567,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, bad_thread_counts_from_the_environment_are_refused);
     tcase_add_test(tc, ranks_sharing_cpus_are_told_so);
     tcase_add_test(tc, run_until_done_stops_during_the_restart_pause);
+    tcase_add_test(tc, compare_optimizers_reports_a_failed_run);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
     tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);

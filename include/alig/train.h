@@ -72,6 +72,7 @@ typedef struct {
     /* training position: the next step is batch `batch` of epoch `epoch` */
     int64_t epoch, batch, step;
     alig_epoch_stats_t stats;
+    alig_epoch_stats_t run_stats; /* samples, steps, seconds, phase of this process's epoch lines */
     int lock_fd;                  /* rank 0: flock on <out_dir>/.alig-train.lock (0: none) */
     alig_metrics_t metrics;       /* steps.csv, epochs.csv (rank 0; closed elsewhere) */
     alig_step_info_t last;        /* the most recent step */

@@ -30,7 +30,7 @@ declare -A spec=(
 
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-# alig-train samples/s for one setting: prints the epoch line's samples/s
+# alig-train samples/s for one setting: from the run's last line (all its steps)
 alig_run() { # model setting
     local model=$1 setting=$2 launch
     case $setting in
@@ -41,7 +41,8 @@ alig_run() { # model setting
     "${launch[@]}" "$bin" launch/fashion-mnist-mlp.ini --set "model.layers=${spec[$model]}" \
         --set run.max_steps="$steps" --set eval.every=0 --set run.out_dir="$out/run-$model-$setting" \
         --set checkpoint.every_epochs=0 --set checkpoint.at_end=false --set run.profile=true 2>&1 |
-        tee "$out/alig-$model-$setting.log" | awk '/^epoch/ {for (i=1;i<=NF;i++) if ($i=="samples/s") print $(i-1)}'
+        tee "$out/alig-$model-$setting.log" |
+        awk '/^run: / {for (i=1;i<=NF;i++) if ($i ~ /^samples\/s;?$/) print $(i-1)}'
 }
 
 # GEMM-only limit for one setting (samples/s), measured between the trainers' runs, on
@@ -112,6 +113,6 @@ for model in ${BENCH_MODELS:-mlp cnn}; do
             "$am" "$tm" "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
             "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "$wm" \
             "$(awk -v a="$am" -v b="$wm" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
-        grep -h "^profile\|^parallel" "$out/alig-$model-$setting.log" | sed 's/^/    /' || true
+        grep -h "^run: \|^parallel" "$out/alig-$model-$setting.log" | sed 's/^/    /' || true
     done
 done
