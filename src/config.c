@@ -496,6 +496,13 @@ static char *reader(char *str, int num, void *stream)
 
     if (len && s[len - 1] == '\r')
         len--;
+    const char *cr = memchr(s, '\r', len);
+    if (cr) { /* inih would take the text after it as part of this line: lost keys */
+        ps->err = alig_fail(ALIG_E_CONFIG, "%s:%d: carriage return inside the line (old Mac line "
+                            "ends?); expected \\n or \\r\\n line ends", ps->name, ps->line);
+        ps->err_line = ps->line;
+        return NULL;
+    }
     if (ps->line == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) { /* UTF-8 BOM */
         s += 3;
         len -= 3;
@@ -524,6 +531,17 @@ static char *reader(char *str, int num, void *stream)
             size_t sl = (size_t)(close - s - 1);
             memcpy(sec, s + 1, sl);
             sec[sl] = '\0';
+            const char *rest = close + 1, *end = s + len;
+            while (rest < end && isspace((unsigned char)*rest))
+                rest++;
+            if (rest < end && *rest != ';' && *rest != '#') { /* inih would ignore it */
+                ps->err = alig_fail(ALIG_E_CONFIG, "%s:%d: [%s]: text after the section header "
+                                    "('%.*s'); expected only a comment there",
+                                    ps->name, ps->line, sec, (int)(end - rest > 40 ? 40 : end - rest),
+                                    rest);
+                ps->err_line = ps->line;
+                return NULL;
+            }
             if (!known_section(sec)) {
                 ps->err = alig_fail(ALIG_E_CONFIG,
                                     "%s:%d: [%s]: unknown section; expected one of [run], [data], "

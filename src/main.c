@@ -61,16 +61,16 @@ typedef struct {
     const char *resume; /* --resume: applied after every --set */
 } args_t;
 
-/* The SECTION.KEY of a --set assignment, spaces trimmed ("" without '='). */
+/* The SECTION.KEY of a --set assignment without its spaces, which the config ignores
+ * around the dot too ("run . seed" is run.seed); "" without '='. */
 static void set_key_(const char *set, char *key, size_t n)
 {
     const char *eq = strchr(set, '=');
-    size_t len = eq ? (size_t)(eq - set) : 0;
-    while (len && isspace((unsigned char)*set))
-        set++, len--;
-    while (len && isspace((unsigned char)set[len - 1]))
-        len--;
-    snprintf(key, n, "%.*s", (int)len, set);
+    size_t k = 0;
+    for (const char *c = set; eq && c < eq && k + 1 < n; c++)
+        if (!isspace((unsigned char)*c))
+            key[k++] = *c;
+    key[k] = '\0';
 }
 
 /* Two --set of one key would leave the last silently winning: refuse it, naming
@@ -138,7 +138,7 @@ static int parse_args_(int argc, char **argv, args_t *a, int root)
             a->sets[a->n_sets++] = v;
         } else if (s[0] == '-' && s[1]) {
             if (root)
-                fprintf(stderr, "alig-train: unknown option '%s'\n\n%s", s, usage_);
+                fprintf(stderr, "alig-train: config error: unknown option '%s'\n\n%s", s, usage_);
             return ALIG_E_CONFIG;
         } else if (a->config) {
             if (root)

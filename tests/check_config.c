@@ -268,6 +268,23 @@ START_TEST(test_unknown_section)
     EXPECT_PARSE_ERROR("[run]\nepochs = 2\n[bogus]\n", "x.ini:3:", "[bogus]", "unknown section");
     /* section names are case-sensitive */
     EXPECT_PARSE_ERROR("[Run]\nepochs = 2\n", "x.ini:1:", "[Run]");
+    /* a later trial: inih ignores what follows ']', so "[run]x" and "[run]]" were [run];
+     * a comment may follow */
+    EXPECT_PARSE_ERROR("[run]x\nepochs = 2\n", "x.ini:1:", "[run]: text after the section "
+                       "header ('x'); expected only a comment there");
+    EXPECT_PARSE_ERROR("[run]\nepochs = 2\n[data]]\n", "x.ini:3:", "[data]: text after", "(']')");
+    PARSE_OK("[run] ; the run\nepochs = 3\n[data]\t# batches\nbatch_size = 32\n");
+    ck_assert_int_eq(cfg.epochs, 3);
+    ck_assert_int_eq(cfg.batch_size, 32);
+}
+END_TEST
+
+/* A later trial: with bare CR line ends inih read the file as one line, the [run] header,
+ * and "epochs = 1" was lost without a word. */
+START_TEST(test_bare_carriage_return)
+{
+    EXPECT_PARSE_ERROR("[run]\repochs = 1\r", "x.ini:1:", "carriage return inside the line");
+    EXPECT_PARSE_ERROR("[run]\nepochs = 1\rseed = 3\n", "x.ini:2:", "carriage return");
 }
 END_TEST
 
@@ -1022,6 +1039,10 @@ START_TEST(command_line_mistakes_are_config_errors)
         {"--print-config /dev/null --set optimizer.max_lr=0.1 --set ' optimizer.max_lr = 0.2'",
          "alig-train: config error: --set optimizer.max_lr given twice ('optimizer.max_lr=0.1' "
          "and ' optimizer.max_lr = 0.2'); give it once"},
+        /* a later trial: spaces around the dot hid the repeat */
+        {"--print-config /dev/null --set run.seed=1 --set 'run . seed=2'",
+         "alig-train: config error: --set run.seed given twice ('run.seed=1' and 'run . seed=2')"},
+        {"--print-config /dev/null --bogus", "alig-train: config error: unknown option '--bogus'"},
         {"--print-config a.ini b.ini",
          "alig-train: config error: more than one config file ('a.ini', 'b.ini')"},
         {"--print-config /dev/null --set",
@@ -1059,6 +1080,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_value_starting_with_comment_char);
     tcase_add_test(tc, test_optimizer_schedule_checks);
     tcase_add_test(tc, test_unknown_section);
+    tcase_add_test(tc, test_bare_carriage_return);
     tcase_add_test(tc, test_unknown_key);
     tcase_add_test(tc, test_key_outside_section);
     tcase_add_test(tc, test_duplicate_key);
