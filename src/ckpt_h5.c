@@ -617,11 +617,18 @@ static void fix_superblock_(unsigned char *img, size_t size)
  * file (HDF5 1.10 can crash at exit when closing a file whose flush
  * failed). Costs one in-memory copy of the checkpoint on rank 0.
  */
-static int write_file_(const char *path, const alig_trainer_t *t)
+size_t alig_ckpt_data_bytes(const alig_trainer_t *t)
 {
     const alig_model_t *m = &t->model;
+    int64_t floats = m->n_params + m->n_state + (t->optim.v ? m->n_params : 0) +
+                     (t->optim.s ? m->n_params : 0);
+    return sizeof(float) * (size_t)floats + ((size_t)1 << 20);
+}
+
+static int write_file_(const char *path, const alig_trainer_t *t)
+{
     /* the core driver grows its buffer by this much: the size of the data plus headroom */
-    size_t expect = sizeof(float) * (size_t)(2 * m->n_params + m->n_state) + ((size_t)1 << 20);
+    size_t expect = alig_ckpt_data_bytes(t);
     hid_t fapl = fapl_();
     if (fapl < 0 || H5Pset_fapl_core(fapl, expect, 0) < 0) {
         if (fapl >= 0)

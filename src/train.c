@@ -771,6 +771,25 @@ void alig_trainer_evaluate(alig_trainer_t *t, const alig_dataset_t *ds, double *
     *accuracy = sums[2] > 0 ? sums[1] / sums[2] : NAN;
 }
 
+/* MemAvailable of /proc/meminfo in MiB; 0 when unknown. (Test hook: the environment's
+ * ALIG_TEST_MEM_AVAILABLE_MIB instead.) */
+static double mem_available_mib_(void)
+{
+    const char *fake = getenv("ALIG_TEST_MEM_AVAILABLE_MIB");
+    if (fake && *fake)
+        return strtod(fake, NULL);
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return 0.0;
+    char line[256];
+    double kib = 0.0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kib) == 1)
+            break;
+    fclose(f);
+    return kib / 1024.0;
+}
+
 static void print_start_(const alig_trainer_t *t, FILE *log)
 {
     const alig_config_t *cfg = t->cfg;
@@ -815,6 +834,13 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
         fprintf(log, "optimizer: %s lr %g (schedule %s), betas %g %g, eps %g, weight decay %g, "
                 "max_norm %s\n", alig_optim_name(o->kind), cfg->lr, cfg->schedule, cfg->beta1,
                 cfg->beta2, cfg->eps, cfg->weight_decay, mn);
+    /* a save holds the checkpoint in memory twice on rank 0 (ckpt_h5.c): say so before a
+     * week of training, not when the first save runs out of memory */
+    double need = 2.0 * (double)alig_ckpt_data_bytes(t) / 1048576.0, avail = mem_available_mib_();
+    if (avail > 0 && need > avail)
+        fprintf(stderr, "alig-train: warning: saving a checkpoint takes about %.0f MiB more "
+                "memory on rank 0 (it is built in memory, then written), more than the %.0f MiB "
+                "available now: a save may run out of memory\n", need, avail);
     fflush(log);
 }
 

@@ -387,6 +387,31 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
 END_TEST
 
 /*
+ * Found by a new-user trial: a model of 795M parameters trained, and its first checkpoint
+ * (a SIGTERM's) was OOM-killed while rank 0 built the file in memory, losing the run. Now
+ * the start-up warns when a save needs more memory than is available. The test fakes the
+ * available memory; the model's 844 parameters and their momentum need 2 x (6752 bytes +
+ * 1 MiB headroom), about 2 MiB.
+ */
+START_TEST(a_checkpoint_too_big_for_memory_is_foretold)
+{
+    setup_();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "env ALIG_TEST_MEM_AVAILABLE_MIB=1 %s/alig-train %s --set "
+             "run.max_steps=1 --set run.out_dir=%s/mem1", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(count_(out_, "alig-train: warning: saving a checkpoint takes about 2 MiB more "
+                               "memory on rank 0 (it is built in memory, then written), more than "
+                               "the 1 MiB available now: a save may run out of memory") == 1,
+                  "%s", out_);
+    snprintf(cmd, sizeof cmd, "env ALIG_TEST_MEM_AVAILABLE_MIB=3 %s/alig-train %s --set "
+             "run.max_steps=1 --set run.out_dir=%s/mem3", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(!strstr(out_, "saving a checkpoint takes"), "%s", out_);
+}
+END_TEST
+
+/*
  * Found by a new-user trial: compare-optimizers.sh swallowed a failed run's exit status
  * (`|| true`), so the only error was plot.sh's about a missing steps.csv. Now the first
  * failed run stops the script with its status and the lines of its log that say why.
@@ -568,6 +593,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, ranks_sharing_cpus_are_told_so);
     tcase_add_test(tc, run_until_done_stops_during_the_restart_pause);
     tcase_add_test(tc, compare_optimizers_reports_a_failed_run);
+    tcase_add_test(tc, a_checkpoint_too_big_for_memory_is_foretold);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
     tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);

@@ -76,6 +76,11 @@ void alig_ckpt_info_free(alig_ckpt_info_t *info);
  */
 int alig_ckpt_write_file(const char *path, const alig_trainer_t *t);
 
+/* The bytes of t's checkpoint data (parameters, state, optimizer buffers), plus 1 MiB
+ * of headroom: what alig_ckpt_write_file holds in memory, twice (the in-memory file,
+ * then its image to write out) while it saves. */
+size_t alig_ckpt_data_bytes(const alig_trainer_t *t);
+
 /*
  * Read the checkpoint `path` for model m (which fixes the tensor names and
  * shapes) into params (m->n_params), state (m->n_state; may be NULL when
