@@ -786,7 +786,7 @@ static void summary_(const alig_trainer_t *t, FILE *log)
     if (!c || alig_comm_rank(t->comm) != 0 || c->n_saved == 0)
         return;
     double total = alig_time() - c->t_begin;
-    fprintf(log, "checkpoints: %d written in %.3f s (%.1f%% of %.1f s)\n", c->n_saved,
+    fprintf(log, "checkpoints: %d written in %.3f s (%.1f%% of %.3g s)\n", c->n_saved,
             c->save_seconds, total > 0 ? 100.0 * c->save_seconds / total : 0.0, total);
     fflush(log);
 }

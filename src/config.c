@@ -565,6 +565,12 @@ static int handler(void *user, const char *section, const char *name, const char
         return 0;
     char where[ALIG_PATH_MAX + 32];
     snprintf(where, sizeof where, "%s:%d", ps->name, ps->line);
+    if (!*name) { /* "= 5": inih passes an empty name */
+        ps->err = alig_fail(ALIG_E_CONFIG, "%s: [%s] = %s: no key name before the '='", where,
+                            section, value ? value : "");
+        ps->err_line = ps->line;
+        return 0;
+    }
     int rc = apply(ps->cfg, section, name, value ? value : "", where, ps->seen_line, ps->line);
     if (rc != ALIG_OK) {
         ps->err = rc;

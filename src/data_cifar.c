@@ -101,7 +101,7 @@ static int list_files_(const char *path, int classes, int train, char (*files)[A
         return ALIG_OK;
     }
     const char *s = path;
-    while (*s) {
+    for (;;) { /* every item, the one after a trailing comma too: it is empty */
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
         while (len && isspace((unsigned char)*s)) {

@@ -228,9 +228,10 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
     if (H5Tget_class(tl) != H5T_INTEGER || (lrank != 1 && !(lrank == 2 && ldims[1] == 1))) {
         rc = alig_fail(ALIG_E_DATA,
                        "%s: labels dataset '%s' must hold integers shaped (n) or (n, 1); it has "
-                       "%s values in %d dimensions",
+                       "%s values in %d dimension%s",
                        labels_path, labels_name,
-                       H5Tget_class(tl) == H5T_INTEGER ? "integer" : "non-integer", lrank);
+                       H5Tget_class(tl) == H5T_INTEGER ? "integer" : "non-integer", lrank,
+                       lrank == 1 ? "" : "s");
         goto done;
     }
     if ((int64_t)ldims[0] != total) {

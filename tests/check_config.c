@@ -280,9 +280,10 @@ START_TEST(test_unknown_section)
 END_TEST
 
 /* A later trial: with bare CR line ends inih read the file as one line, the [run] header,
- * and "epochs = 1" was lost without a word. */
-START_TEST(test_bare_carriage_return)
+ * and "epochs = 1" was lost without a word; and "= 5" was "[run] : unknown key". */
+START_TEST(test_bare_carriage_return_and_no_key_name)
 {
+    EXPECT_PARSE_ERROR("[run]\n= 5\n", "x.ini:2: [run] = 5: no key name before the '='");
     EXPECT_PARSE_ERROR("[run]\repochs = 1\r", "x.ini:1:", "carriage return inside the line");
     EXPECT_PARSE_ERROR("[run]\nepochs = 1\rseed = 3\n", "x.ini:2:", "carriage return");
 }
@@ -1080,7 +1081,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_value_starting_with_comment_char);
     tcase_add_test(tc, test_optimizer_schedule_checks);
     tcase_add_test(tc, test_unknown_section);
-    tcase_add_test(tc, test_bare_carriage_return);
+    tcase_add_test(tc, test_bare_carriage_return_and_no_key_name);
     tcase_add_test(tc, test_unknown_key);
     tcase_add_test(tc, test_key_outside_section);
     tcase_add_test(tc, test_duplicate_key);

@@ -193,6 +193,9 @@ START_TEST(cifar_rejects_malformed_files)
     char list[1400];
     snprintf(list, sizeof list, "%s,,%s", path_(dir, "b.bin"), path_(dir, "b.bin"));
     expect_data_error_(alig_dataset_load_cifar(&ds, list, 100, 1, 0), "empty file name", NULL);
+    /* a later trial: a trailing comma was taken for the end of the list */
+    snprintf(list, sizeof list, "%s,", path_(dir, "b.bin"));
+    expect_data_error_(alig_dataset_load_cifar(&ds, list, 100, 1, 0), "empty file name", NULL);
 }
 END_TEST
 
