@@ -88,7 +88,8 @@ $(BUILD)/tests/mpi_%: tests/mpi_%.c $(LIB) $(wildcard include/alig/*.h tests/*.h
 $(BUILD)/obj $(BUILD)/obj/tests $(BUILD)/tests $(BIN):
 	mkdir -p $@
 
-tests: $(BIN)/alig-train $(TEST_BIN) $(MPI_TEST_BIN) $(BUILD)/tests/gemm_limit $(BUILD)/tests/allreduce_bench
+tests: $(BIN)/alig-train $(TEST_BIN) $(MPI_TEST_BIN) $(BUILD)/tests/gemm_limit $(BUILD)/tests/allreduce_bench \
+       $(BUILD)/tests/optim_bench
 
 $(BUILD)/tests/%: tests/bench/%.c $(LIB) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
