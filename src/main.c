@@ -40,7 +40,7 @@ static const char usage_[] =
     "4 checkpoint error, 5 non-finite loss or gradient, 6 out of memory,\n"
     "75 stopped by a signal (requeue). See docs/errors.md.\n";
 
-static volatile sig_atomic_t stop_signal_;
+static volatile sig_atomic_t stop_signal_; /* the first stop signal's number; 0: none yet */
 
 static void on_signal_(int sig)
 {
@@ -50,7 +50,41 @@ static void on_signal_(int sig)
         signal(sig, SIG_DFL);
         raise(sig);
     }
-    stop_signal_ = 1;
+    stop_signal_ = sig;
+}
+
+/* Catch sigs[0..n) with on_signal_. SA_RESTART: no EINTR in file I/O. */
+static void catch_signals_(const int *sigs, int n)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal_;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < n; i++)
+        sigaction(sigs[i], &sa, NULL);
+}
+
+/*
+ * A stop signal during start-up (MPI_Init, reading the config and the data can take
+ * seconds on a cluster, and a requeued job is often signalled again early) must not
+ * kill the rank: the default list [checkpoint] signals = TERM, USR1, INT is caught
+ * from the first line of main, and the step loop honours it at its first step. Once
+ * the config is read, its own list replaces the default; a signal that came early but
+ * is not on it takes its default action then, as it would have on arrival.
+ */
+static const int default_signals_[] = {SIGTERM, SIGUSR1, SIGINT};
+
+static void apply_signal_list_(const int *sigs, int n)
+{
+    for (size_t i = 0; i < sizeof default_signals_ / sizeof default_signals_[0]; i++)
+        signal(default_signals_[i], SIG_DFL);
+    catch_signals_(sigs, n);
+    int early = stop_signal_, listed = 0;
+    for (int i = 0; i < n; i++)
+        listed |= sigs[i] == early;
+    if (early && !listed)
+        raise(early); /* its default action: it was not a stop signal after all */
 }
 
 typedef struct {
@@ -200,8 +234,18 @@ static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
 
 int main(int argc, char **argv)
 {
-    /* OpenBLAS's kernels for this CPU: may execute this program again, so first */
+    int n_default = (int)(sizeof default_signals_ / sizeof default_signals_[0]);
+    catch_signals_(default_signals_, n_default);
+    /* OpenBLAS's kernels for this CPU: may execute this program again. The stop signals
+     * stay blocked across that exec (a blocked signal waits; a caught one would take
+     * its default action until the new image catches it), and are let in here. */
+    sigset_t stops;
+    sigemptyset(&stops);
+    for (int i = 0; i < n_default; i++)
+        sigaddset(&stops, default_signals_[i]);
+    sigprocmask(SIG_BLOCK, &stops, NULL);
     alig_blas_choose_kernels(argv);
+    sigprocmask(SIG_UNBLOCK, &stops, NULL);
     /* Issue #6: libhdf5 1.10 leaks internal free-list blocks when it meets corrupt
      * metadata (a checksum error while loading an object header), although every
      * handle we opened is closed (H5Fget_obj_count is 0 afterwards). Its atexit
@@ -215,6 +259,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "alig-train: MPI initialisation failed\n");
         return ALIG_E_INTERNAL;
     }
+    /* again: in case MPI_Init installed handlers of its own */
+    catch_signals_(default_signals_, n_default);
+    if (getenv("ALIG_TEST_SIGNAL_AT_START")) /* test hook: a SIGTERM before the config is read */
+        raise(SIGTERM);
     int root = alig_comm_rank(comm) == 0;
     args_t args;
     int rc = parse_args_(argc, argv, &args, root);
@@ -230,16 +278,10 @@ int main(int argc, char **argv)
             alig_config_write(stdout, &cfg);
     } else if (rc == ALIG_OK) {
         /* [checkpoint] signals (validated with the config): checkpoint at the
-         * next step boundary and exit 75. SA_RESTART: no EINTR in file I/O. */
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = on_signal_;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
+         * next step boundary and exit 75 */
         int sigs[ALIG_CONFIG_MAX_SIGNALS];
         int n_sigs = alig_config_signals(&cfg, sigs, ALIG_CONFIG_MAX_SIGNALS);
-        for (int i = 0; i < n_sigs; i++)
-            sigaction(sigs[i], &sa, NULL);
+        apply_signal_list_(sigs, n_sigs < 0 ? 0 : n_sigs);
         /* a file-size limit (ulimit -f) then fails a checkpoint write with
          * EFBIG, an ALIG_E_CKPT error, instead of killing the rank */
         signal(SIGXFSZ, SIG_IGN);

@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -390,7 +391,7 @@ END_TEST
  * Found by a new-user trial: a model of 795M parameters trained, and its first checkpoint
  * (a SIGTERM's) was OOM-killed while rank 0 built the file in memory, losing the run. Now
  * the start-up warns when a save needs more memory than is available. The test fakes the
- * available memory; the model's 844 parameters and their momentum need 2 x (6752 bytes +
+ * available memory; the model's 244 parameters and their momentum need 2 x (1952 bytes +
  * 1 MiB headroom), about 2 MiB.
  */
 START_TEST(a_checkpoint_too_big_for_memory_is_foretold)
@@ -408,6 +409,33 @@ START_TEST(a_checkpoint_too_big_for_memory_is_foretold)
              "run.max_steps=1 --set run.out_dir=%s/mem3", bin_(), cfg_, dir_);
     ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
     ck_assert_msg(!strstr(out_, "saving a checkpoint takes"), "%s", out_);
+}
+END_TEST
+
+/*
+ * Found by a new-user trial: a stop signal in the first half second (MPI_Init, the config,
+ * the data) killed the rank with 128 + the signal, because the handlers came after the
+ * config; a requeue script that waits for exit 75 then dropped the job. Now the default
+ * signals are caught from the start of main and honoured at the first step; a config whose
+ * list leaves the signal out gives it its default action once read. The hook raises SIGTERM
+ * right after MPI_Init.
+ */
+START_TEST(a_stop_signal_during_start_up_checkpoints)
+{
+    setup_();
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "env ALIG_TEST_SIGNAL_AT_START=1 %s/alig-train %s --set "
+             "run.out_dir=%s/early", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 75);
+    ck_assert_msg(strstr(out_, "; signal)") &&
+                      strstr(out_, "alig-train: stopped by a signal at step 1; exit 75"),
+                  "%s", out_);
+    /* with TERM not on the list it ends the process, as it always did */
+    snprintf(cmd, sizeof cmd, "env ALIG_TEST_SIGNAL_AT_START=1 %s/alig-train %s --set "
+             "run.out_dir=%s/early2 --set checkpoint.signals=USR1", bin_(), cfg_, dir_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 128 + SIGTERM, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(!strstr(out_, "checkpoint: step"), "%s", out_);
 }
 END_TEST
 
@@ -594,6 +622,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, run_until_done_stops_during_the_restart_pause);
     tcase_add_test(tc, compare_optimizers_reports_a_failed_run);
     tcase_add_test(tc, a_checkpoint_too_big_for_memory_is_foretold);
+    tcase_add_test(tc, a_stop_signal_during_start_up_checkpoints);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
     tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);
