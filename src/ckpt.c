@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -40,6 +41,7 @@
 
 struct alig_ckpt {
     char dir[ALIG_PATH_MAX]; /* resolved checkpoint directory */
+    int lock_fd;             /* rank 0: its lock when it is not the run directory (0: none) */
     int64_t saved_step;      /* step whose state is on disk (saved or resumed from); -1: none */
     int n_saved;             /* checkpoints written by this process */
     double save_seconds;     /* wall time of those saves, as every rank waited for them */
@@ -292,7 +294,42 @@ static int save_atomic_(const alig_ckpt_t *c, const alig_trainer_t *t, int64_t *
 /* ------------------------------------------------------------------------ */
 /* @@RUN the trainer hooks */
 
-void alig_ckpt_free(alig_ckpt_t *c) { free(c); }
+void alig_ckpt_free(alig_ckpt_t *c)
+{
+    if (c && c->lock_fd > 0)
+        close(c->lock_fd);
+    free(c);
+}
+
+int alig_lock_dir(const char *dir, const char *role, const char *key, int *fd)
+{
+    char path[ALIG_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/.alig-train.lock", dir);
+    int f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (f < 0)
+        return alig_fail(ALIG_E_CKPT, "%s: cannot create the %s lock: %s", path, role,
+                         strerror(errno));
+    if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        close(f);
+        if (e == EWOULDBLOCK)
+            return alig_fail(ALIG_E_CKPT,
+                             "%s: another alig-train job is using this %s (it holds %s); give "
+                             "this job its own %s",
+                             dir, role, path, key);
+        return alig_fail(ALIG_E_CKPT, "%s: cannot lock: %s", path, strerror(e));
+    }
+    *fd = f;
+    return ALIG_OK;
+}
+
+/* Do paths a and b name one directory? */
+static int same_dir_(const char *a, const char *b)
+{
+    struct stat sa, sb;
+    return stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
 
 static void warn_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void warn_(const char *fmt, ...)
@@ -696,6 +733,10 @@ int alig_ckpt_begin(alig_trainer_t *t, FILE *log)
     }
     if (!rc && alig_comm_rank(t->comm) == 0) {
         rc = prepare_dir_(c->dir);
+        /* a checkpoint directory of its own is locked too: two jobs sharing one would
+         * take each other's checkpoints for their own (the run directory is locked) */
+        if (!rc && !same_dir_(c->dir, cfg->out_dir))
+            rc = alig_lock_dir(c->dir, "checkpoint directory", "[checkpoint] dir", &c->lock_fd);
         /* Test hook (docs/checkpoint-format.md): ALIG_TEST_FSIZE=BYTES lowers
          * rank 0's file-size limit (as `ulimit -f` would, but after MPI has
          * made its shared-memory files), so a checkpoint larger than that

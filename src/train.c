@@ -851,28 +851,8 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
  */
 static int lock_run_dir_(alig_trainer_t *t)
 {
-    const char *dir = t->cfg->out_dir;
-    int rc = alig_mkdirs(dir);
-    if (rc)
-        return rc;
-    char path[ALIG_PATH_MAX + 32];
-    snprintf(path, sizeof path, "%s/.alig-train.lock", dir);
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return alig_fail(ALIG_E_CKPT, "%s: cannot create the run directory lock: %s", path,
-                         strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        int e = errno;
-        close(fd);
-        if (e == EWOULDBLOCK)
-            return alig_fail(ALIG_E_CKPT,
-                             "%s: another alig-train job is using this run directory (it holds "
-                             "%s); give this job its own [run] out_dir",
-                             dir, path);
-        return alig_fail(ALIG_E_CKPT, "%s: cannot lock: %s", path, strerror(e));
-    }
-    t->lock_fd = fd;
-    return ALIG_OK;
+    int rc = alig_mkdirs(t->cfg->out_dir);
+    return rc ? rc : alig_lock_dir(t->cfg->out_dir, "run directory", "[run] out_dir", &t->lock_fd);
 }
 
 /* The live progress line: on a terminal, one line rewritten in place twice a

@@ -173,6 +173,24 @@ START_TEST(second_job_in_the_same_run_directory_is_refused)
     snprintf(cmd, sizeof cmd, "%s/alig-train %s --set run.epochs=1", bin_(), cfg_);
     rc = test_run(cmd, 60, out_, sizeof out_, NULL);
     ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    /* a later trial: two run directories sharing one [checkpoint] dir; the second job
+     * resumed from the first one's checkpoint and wrote its own among them. Now the
+     * checkpoint directory is locked too, and the second job is refused before it
+     * reads anything there */
+    char cmd2[8192];
+    snprintf(cmd2, sizeof cmd2,
+             "%s/alig-train %s --set run.epochs=100000 --set run.out_dir=%s/ra --set "
+             "checkpoint.dir=%s/cks --set checkpoint.every_steps=5 > %s/first.log 2>&1 & "
+             "first=$!; sleep 2; %s/alig-train %s --set run.out_dir=%s/rb --set "
+             "checkpoint.dir=%s/cks; rc=$?; kill $first; wait $first; exit $rc",
+             bin_(), cfg_, dir_, dir_, dir_, bin_(), cfg_, dir_, dir_);
+    rc = test_run(cmd2, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 4, "exit %d:\n%s", rc, out_);
+    char want[1200];
+    snprintf(want, sizeof want, "%s/cks: another alig-train job is using this checkpoint "
+             "directory (it holds %s/cks/.alig-train.lock); give this job its own [checkpoint] "
+             "dir", dir_, dir_);
+    ck_assert_msg(strstr(out_, want) && !strstr(out_, "resumed from"), "%s", out_);
 }
 END_TEST
 

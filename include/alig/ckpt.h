@@ -76,6 +76,13 @@ void alig_ckpt_info_free(alig_ckpt_info_t *info);
  */
 int alig_ckpt_write_file(const char *path, const alig_trainer_t *t);
 
+/*
+ * One job per directory: an exclusive flock on <dir>/.alig-train.lock, held on *fd
+ * until it is closed (dir must exist). Another job holding it is an ALIG_E_CKPT
+ * error naming the directory, as `role`, and the key that gives this job its own.
+ */
+int alig_lock_dir(const char *dir, const char *role, const char *key, int *fd);
+
 /* The bytes of t's checkpoint data (parameters, state, optimizer buffers), plus 1 MiB
  * of headroom: what alig_ckpt_write_file holds in memory, twice (the in-memory file,
  * then its image to write out) while it saves. */
