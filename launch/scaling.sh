@@ -16,7 +16,8 @@
 #       spaces: a value with spaces in it, such as a layer list, needs a config file)
 # Set MPIRUN to your launcher (default: launch/run.sh's mpirun, -np N appended);
 # on a cluster e.g. MPIRUN="srun --mpi=pmix -n".
-# Columns: mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,
+# Columns: mode,ranks,global_batch,samples_per_s,speedup,efficiency (both against the first
+#          rank count of -r, usually 1),ms_per_step,
 #          data,forward,backward,allreduce,optimizer (percent of step time, rank 0),
 #          reduce (the gradient reduction the run used: shm, mpi or none).
 set -euo pipefail
@@ -41,10 +42,15 @@ posint "$batch" || die "-b needs a positive batch size, got '$batch'"
 reps=$((10#$reps)) steps=$((10#$steps)) batch=$((10#$batch))
 [ -n "${ranks// /}" ] || die "-r needs a list of rank counts, e.g. -r \"1 2 4\""
 list=
-for p in $ranks; do posint "$p" || die "-r: '$p' is not a positive number of ranks"; list+=" $((10#$p))"; done
+for p in $ranks; do
+    posint "$p" || die "-r: '$p' is not a positive number of ranks"
+    [[ " $list " == *" $((10#$p)) "* ]] && die "-r: $((10#$p)) ranks listed twice"
+    list+=" $((10#$p))"
+done
 ranks=$list
+base_p=${list# } base_p=${base_p%% *} # the first count: speedups are against it
 [ -r "$cfg" ] || die "-c: cannot read config '$cfg'"
-mkdir -p "$out"
+mkdir -p "$out" 2>/dev/null || die "-o: cannot create the output directory '$out'"
 csv=$out/scaling.csv
 echo "mode,ranks,global_batch,samples_per_s,speedup,efficiency,ms_per_step,data,forward,backward,allreduce,optimizer,reduce" > "$csv"
 bin=${ALIG_TRAIN:-$here/../bin/alig-train}
@@ -89,9 +95,11 @@ for mode in strong weak; do
                                                 if ($i ~ /%$/) {sub(/%/,"",$i); p=p","$i}}} END {print ms p}' "$log")
         red=$(awk '/^reduce: / {print ($2 == "shared" ? "shm" : $2 ~ /^MPI/ ? "mpi" : "none")}' "$log")
         [ -n "$base" ] || base=$sps
-        # strong: speedup = rate/rate1, efficiency = speedup/p; weak: the same, per-rank work fixed
+        # against the first rank count p0 (1 in the usual sweep): speedup = rate / rate(p0),
+        # efficiency = speedup / (p / p0); weak: the same, with the per-rank work fixed
         awk -v m="$mode" -v p="$p" -v gb="$gb" -v s="$sps" -v b="$base" -v pr="$prof" -v r="${red:-none}" \
-            'BEGIN {printf "%s,%d,%d,%.1f,%.3f,%.3f,%s,%s\n", m, p, gb, s, s/b, s/b/p, pr, r}' >> "$csv"
+            -v p0="$base_p" \
+            'BEGIN {printf "%s,%d,%d,%.1f,%.3f,%.3f,%s,%s\n", m, p, gb, s, s/b, s/b/(p/p0), pr, r}' >> "$csv"
     done
 done
 cat "$csv"
@@ -104,7 +112,7 @@ set output "$out/scaling.png"
 set multiplot layout 1,2
 set grid; set key top left
 set xlabel "ranks"; set ylabel "speedup"; set title "speedup"
-plot x with lines dt 2 lc rgb "gray" title "ideal", \
+plot x / $base_p with lines dt 2 lc rgb "gray" title "ideal", \
      "< grep '^strong' '$csv'" using 2:5 with linespoints lw 2 title "strong (global batch $batch)", \
      "< grep '^weak' '$csv'" using 2:5 with linespoints lw 2 title "weak ($batch per rank)"
 set ylabel "efficiency"; set title "parallel efficiency"; set yrange [0:1.2]

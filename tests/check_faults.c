@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
@@ -543,6 +544,7 @@ START_TEST(scaling_sh_says_why_it_failed)
         {"-s 0", "scaling.sh: -s needs a positive number of steps, got '0'"},
         {"-s 99999999999999999999",
          "scaling.sh: -s needs a positive number of steps, got '99999999999999999999'"},
+        {"-r '1 2 1'", "scaling.sh: -r: 1 ranks listed twice"},
         {"-r abc", "scaling.sh: -r: 'abc' is not a positive number of ranks"},
         {"-r ''", "scaling.sh: -r needs a list of rank counts"},
         {"-n 0", "scaling.sh: -n needs a positive integer, got '0'"},
@@ -602,6 +604,21 @@ START_TEST(scaling_sh_says_why_it_failed)
         ck_assert_msg(count_(line, ",") == 12, "not 13 fields: %s", line);
     }
     ck_assert_int_eq(rows, 2);
+    /* a later trial: efficiency assumed the first point was 1 rank ("-r '8 16 32 64'" gave
+     * 0.125 at 8); it is now against the first count: 1 there, speedup x p0 / p after */
+    snprintf(cmd, sizeof cmd, "ALIG_TRAIN=%s/alig-train launch/scaling.sh -P -r '2 1' -b 12 -s 3 "
+             "-c %s -o %s/sc-21 > /dev/null && grep '^strong' %s/sc-21/scaling.csv", bin_(), cfg_,
+             dir_, dir_);
+    rc = test_run(cmd, 120, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    double sp2, ef2, sp1, ef1;
+    ck_assert_msg(sscanf(out_, "strong,2,12,%*f,%lf,%lf,%*s\nstrong,1,12,%*f,%lf,%lf", &sp2, &ef2,
+                         &sp1, &ef1) == 4, "%s", out_);
+    ck_assert_msg(sp2 == 1.0 && ef2 == 1.0 && fabs(ef1 - 2.0 * sp1) < 2e-3, "%s", out_);
+    snprintf(cmd, sizeof cmd, "launch/scaling.sh -o /proc/alig-no/x");
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 2);
+    ck_assert_msg(strstr(out_, "scaling.sh: -o: cannot create the output directory '/proc/alig-no/x'"),
+                  "%s", out_);
 }
 END_TEST
 
