@@ -459,6 +459,39 @@ START_TEST(a_stop_signal_during_start_up_checkpoints)
 END_TEST
 
 /*
+ * Found by a new-user trial: allreduce_bench took "-5" (a segfault) and "abc" (timings of
+ * 0), gemm_limit took C H W = 0 and THREADS = -3, and said only "bad model". Each bad
+ * argument is now a usage error naming it.
+ */
+START_TEST(bench_tools_check_their_arguments)
+{
+    char cmd[2048], pre[256];
+    const char *build = getenv("ALIG_BUILD") ? getenv("ALIG_BUILD") : "build";
+    static const char *const cases[][2] = {
+        {"\"dense 8, relu, dense 4\" a 2 2 4 1 1", "gemm_limit: C = 'a': expected an integer"},
+        {"\"dense 8, relu, dense 4\" 1 0 2 4 1 1", "gemm_limit: H = '0': expected an integer"},
+        {"\"dense 8, relu, dense 4\" 1 2 2 4 -3 1", "gemm_limit: THREADS = '-3'"},
+        {"\"dense 8, relu, dense 4\" 1 2 2 4 1 1 9", "gemm_limit: PARTS = '9': expected an "
+                                                   "integer in [1, 4]"},
+        {"\"dense 8, reluu\" 1 2 2 4 1 1", "gemm_limit: bad model: [model] layers: item 2 'reluu'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s/tests/gemm_limit %s", build, cases[i][0]);
+        ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 2);
+        ck_assert_msg(strstr(out_, cases[i][1]), "%s:\n%s", cases[i][0], out_);
+    }
+    test_mpirun(pre, sizeof pre, 2);
+    static const char *const bad[] = {"-5", "abc", "0", "99999999999999999999", "3 extra"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(cmd, sizeof cmd, "%s %s/tests/allreduce_bench %s", pre, build, bad[i]);
+        int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+        ck_assert_msg(rc == 2 && strstr(out_, "usage: mpirun -np P allreduce_bench [REPEATS in "
+                                             "1..100000]"), "%s: exit %d:\n%s", bad[i], rc, out_);
+    }
+}
+END_TEST
+
+/*
  * Found by a new-user trial: compare-optimizers.sh swallowed a failed run's exit status
  * (`|| true`), so the only error was plot.sh's about a missing steps.csv. Now the first
  * failed run stops the script with its status and the lines of its log that say why.
@@ -658,6 +691,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, compare_optimizers_reports_a_failed_run);
     tcase_add_test(tc, a_checkpoint_too_big_for_memory_is_foretold);
     tcase_add_test(tc, a_stop_signal_during_start_up_checkpoints);
+    tcase_add_test(tc, bench_tools_check_their_arguments);
     tcase_add_test(tc, scaling_sh_says_why_it_failed);
     tcase_add_test(tc, an_epoch_without_evaluation_says_so);
     suite_add_tcase(s, tc);

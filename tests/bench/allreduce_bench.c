@@ -54,7 +54,15 @@ int main(int argc, char **argv)
     int rank, size;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    int reps = argc > 1 ? atoi(argv[1]) : 20;
+    char *end = NULL;
+    long reps_arg = argc > 1 ? strtol(argv[1], &end, 10) : 20;
+    if (argc > 2 || (argc > 1 && (end == argv[1] || *end)) || reps_arg < 1 || reps_arg > 100000) {
+        if (rank == 0)
+            fprintf(stderr, "usage: mpirun -np P allreduce_bench [REPEATS in 1..100000]\n");
+        alig_comm_finalize(comm);
+        return 2;
+    }
+    int reps = (int)reps_arg;
     int max_n = 1 << 24; /* 64 MiB of floats */
     float *buf = calloc((size_t)max_n, sizeof(float));
     double *t = malloc(sizeof(double) * (size_t)reps);

@@ -26,11 +26,13 @@
  * prints: gemm-limit samples/s <median> (min <min>, max <max>) gemm-calls <n> gflop/step <x>
  */
 #include "alig/blas.h"
+#include "alig/error.h"
 #include "alig/comm.h"
 #include "alig/model.h"
 
 #include <cblas.h>
 #include <pthread.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +119,21 @@ static int cmp_(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* argument `name` as an integer in [lo, hi] into *v; else a message and 1 */
+static int int_arg_(const char *s, const char *name, long lo, long hi, int *v)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(s, &end, 10);
+    if (end == s || *end || errno || x < lo || x > hi) {
+        fprintf(stderr, "gemm_limit: %s = '%s': expected an integer in [%ld, %ld]\n", name, s, lo,
+                hi);
+        return 1;
+    }
+    *v = (int)x;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     alig_blas_choose_kernels(argv); /* the kernels alig-train runs on */
@@ -124,17 +141,18 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: gemm_limit LAYERS C H W BATCH THREADS REPEATS [PARTS]\n");
         return 2;
     }
-    int c = atoi(argv[2]), h = atoi(argv[3]), w = atoi(argv[4]), total = atoi(argv[5]);
-    int threads = atoi(argv[6]), repeats = atoi(argv[7]), parts = argc == 9 ? atoi(argv[8]) : 1;
-    if (parts < 1 || total < parts || repeats < 1) {
-        fprintf(stderr, "gemm_limit: need 1 <= PARTS <= BATCH and REPEATS >= 1\n");
+    int c, h, w, total, threads, repeats, parts = 1;
+    if (int_arg_(argv[2], "C", 1, 4096, &c) || int_arg_(argv[3], "H", 1, 4096, &h) ||
+        int_arg_(argv[4], "W", 1, 4096, &w) || int_arg_(argv[5], "BATCH", 1, 1 << 20, &total) ||
+        int_arg_(argv[6], "THREADS", 1, 1024, &threads) ||
+        int_arg_(argv[7], "REPEATS", 1, 1000000, &repeats) ||
+        (argc == 9 && int_arg_(argv[8], "PARTS", 1, total, &parts)))
         return 2;
-    }
     int batch = total / parts; /* samples per part, as alig-train's equal split */
     openblas_set_num_threads(parts > 1 ? 1 : threads);
     alig_model_t m;
     if (alig_model_build(&m, argv[1], c, h, w, 0, batch)) {
-        fprintf(stderr, "gemm_limit: bad model\n");
+        fprintf(stderr, "gemm_limit: bad model: %s\n", alig_error_message());
         return 2;
     }
     gemm_t g[4096];
