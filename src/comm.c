@@ -7,6 +7,7 @@
 #include "alig/error.h"
 
 #include <cblas.h>
+#include <ctype.h>
 #include <limits.h>
 #include <mpi.h>
 #include <sched.h>
@@ -429,6 +430,12 @@ int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why
     } else if (env && *env) {
         char *end;
         long v = strtol(env, &end, 10);
+        while (*end == ' ' || *end == '\t')
+            end++;
+        /* OpenMP's nested form "4,2": its first level is this rank's threads */
+        if (*end == ',' && !strcmp(name, "OMP_NUM_THREADS") && end > env &&
+            end[strspn(end, ", \t0123456789")] == '\0' && isdigit((unsigned char)end[strlen(end) - 1]))
+            end += strlen(end);
         if (*end || v < 1 || v > ALIG_MAX_THREADS) {
             alig_fail(ALIG_E_CONFIG,
                       "environment %s=%s: expected an integer in [1, %d], the threads per rank "

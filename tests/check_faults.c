@@ -385,6 +385,8 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
         {"OPENBLAS_NUM_THREADS=abc", "environment OPENBLAS_NUM_THREADS=abc: expected"},
         {"OPENBLAS_NUM_THREADS=2abc", "environment OPENBLAS_NUM_THREADS=2abc: expected"},
         {"OPENBLAS_NUM_THREADS= OMP_NUM_THREADS=0", "environment OMP_NUM_THREADS=0: expected"},
+        {"OMP_NUM_THREADS=4,2x", "environment OMP_NUM_THREADS=4,2x: expected"},
+        {"OPENBLAS_NUM_THREADS=4,2", "environment OPENBLAS_NUM_THREADS=4,2: expected"},
     };
     char cmd[4096], want[256];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -400,6 +402,16 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
              "--set run.out_dir=%s/env3", bin_(), cfg_, dir_);
     ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
     ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OPENBLAS_NUM_THREADS"), "%s", out_);
+    /* a later trial: a trailing space was refused (a leading one was not), and OpenMP's
+     * nested list "3,2" too; its first level is the rank's threads */
+    snprintf(cmd, sizeof cmd, "env 'OPENBLAS_NUM_THREADS=3 ' %s/alig-train %s --set "
+             "run.max_steps=1 --set run.out_dir=%s/env3s", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OPENBLAS_NUM_THREADS"), "%s", out_);
+    snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS= OMP_NUM_THREADS=3,2 %s/alig-train %s "
+             "--set run.max_steps=1 --set run.out_dir=%s/env32", bin_(), cfg_, dir_);
+    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OMP_NUM_THREADS"), "%s", out_);
     snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS=abc %s/alig-train %s --set "
              "run.max_steps=1 --set run.threads=1 --set run.out_dir=%s/env1", bin_(), cfg_, dir_);
     ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
