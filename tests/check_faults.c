@@ -67,6 +67,16 @@ static int count_(const char *hay, const char *needle)
     return n;
 }
 
+/* One process of alig-train on the test config with environment `env`, run directory
+ * dir_/sub and more options; its exit status, the output in out_. */
+static int train_env_(const char *env, const char *sub, const char *options)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "env %s %s/alig-train %s --set run.out_dir=%s/%s %s", env, bin_(),
+             cfg_, dir_, sub, options);
+    return test_run(cmd, 60, out_, sizeof out_, NULL);
+}
+
 START_TEST(nan_on_one_rank_stops_every_rank_with_exit_5)
 {
     setup_();
@@ -404,13 +414,10 @@ START_TEST(bad_thread_counts_from_the_environment_are_refused)
     ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OPENBLAS_NUM_THREADS"), "%s", out_);
     /* a later trial: a trailing space was refused (a leading one was not), and OpenMP's
      * nested list "3,2" too; its first level is the rank's threads */
-    snprintf(cmd, sizeof cmd, "env 'OPENBLAS_NUM_THREADS=3 ' %s/alig-train %s --set "
-             "run.max_steps=1 --set run.out_dir=%s/env3s", bin_(), cfg_, dir_);
-    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_int_eq(train_env_("'OPENBLAS_NUM_THREADS=3 '", "env3s", "--set run.max_steps=1"), 0);
     ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OPENBLAS_NUM_THREADS"), "%s", out_);
-    snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS= OMP_NUM_THREADS=3,2 %s/alig-train %s "
-             "--set run.max_steps=1 --set run.out_dir=%s/env32", bin_(), cfg_, dir_);
-    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_int_eq(train_env_("OPENBLAS_NUM_THREADS= OMP_NUM_THREADS=3,2", "env32",
+                                "--set run.max_steps=1"), 0);
     ck_assert_msg(strstr(out_, "threads per rank: 3 (set by OMP_NUM_THREADS"), "%s", out_);
     snprintf(cmd, sizeof cmd, "env OPENBLAS_NUM_THREADS=abc %s/alig-train %s --set "
              "run.max_steps=1 --set run.threads=1 --set run.out_dir=%s/env1", bin_(), cfg_, dir_);
@@ -428,17 +435,12 @@ END_TEST
 START_TEST(a_checkpoint_too_big_for_memory_is_foretold)
 {
     setup_();
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "env ALIG_TEST_MEM_AVAILABLE_MIB=1 %s/alig-train %s --set "
-             "run.max_steps=1 --set run.out_dir=%s/mem1", bin_(), cfg_, dir_);
-    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_int_eq(train_env_("ALIG_TEST_MEM_AVAILABLE_MIB=1", "mem1", "--set run.max_steps=1"), 0);
     ck_assert_msg(count_(out_, "alig-train: warning: saving a checkpoint takes about 2 MiB more "
                                "memory on rank 0 (it is built in memory, then written), more than "
                                "the 1 MiB available now: a save may run out of memory") == 1,
                   "%s", out_);
-    snprintf(cmd, sizeof cmd, "env ALIG_TEST_MEM_AVAILABLE_MIB=3 %s/alig-train %s --set "
-             "run.max_steps=1 --set run.out_dir=%s/mem3", bin_(), cfg_, dir_);
-    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 0);
+    ck_assert_int_eq(train_env_("ALIG_TEST_MEM_AVAILABLE_MIB=3", "mem3", "--set run.max_steps=1"), 0);
     ck_assert_msg(!strstr(out_, "saving a checkpoint takes"), "%s", out_);
 }
 END_TEST
@@ -454,17 +456,12 @@ END_TEST
 START_TEST(a_stop_signal_during_start_up_checkpoints)
 {
     setup_();
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "env ALIG_TEST_SIGNAL_AT_START=1 %s/alig-train %s --set "
-             "run.out_dir=%s/early", bin_(), cfg_, dir_);
-    ck_assert_int_eq(test_run(cmd, 60, out_, sizeof out_, NULL), 75);
+    ck_assert_int_eq(train_env_("ALIG_TEST_SIGNAL_AT_START=1", "early", ""), 75);
     ck_assert_msg(strstr(out_, "; signal)") &&
                       strstr(out_, "alig-train: stopped by a signal at step 1; exit 75"),
                   "%s", out_);
     /* with TERM not on the list it ends the process, as it always did */
-    snprintf(cmd, sizeof cmd, "env ALIG_TEST_SIGNAL_AT_START=1 %s/alig-train %s --set "
-             "run.out_dir=%s/early2 --set checkpoint.signals=USR1", bin_(), cfg_, dir_);
-    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    int rc = train_env_("ALIG_TEST_SIGNAL_AT_START=1", "early2", "--set checkpoint.signals=USR1");
     ck_assert_msg(rc == 128 + SIGTERM, "exit %d:\n%s", rc, out_);
     ck_assert_msg(!strstr(out_, "checkpoint: step"), "%s", out_);
 }
