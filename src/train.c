@@ -9,6 +9,7 @@
 #include "alig/rng.h"
 #include "pool-impl.h"
 
+#include <cblas.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -922,8 +923,18 @@ int alig_trainer_run(alig_trainer_t *t, FILE *log)
 {
     const alig_config_t *cfg = t->cfg;
     int root = alig_comm_rank(t->comm) == 0;
-    if (root)
+    /* (collective) ranks on other OpenBLAS kernels (another CPU model, or their own
+     * OPENBLAS_CORETYPE) compute their gradients to other rounding; the sums and the
+     * update are shared, so parameters stay identical, but say so: the log shows rank 0's */
+    const char *core = openblas_get_corename();
+    int kernels_differ =
+        alig_comm_check_identical(t->comm, core, strlen(core) + 1, "the OpenBLAS kernels") != ALIG_OK;
+    if (root) {
         print_start_(t, log);
+        if (kernels_differ)
+            fprintf(stderr, "alig-train: warning: %s (%s kernels); results agree with a "
+                    "single-kernel run to rounding only\n", alig_error_message(), core);
+    }
     int rc = root ? lock_run_dir_(t) : ALIG_OK; /* one job per run directory */
     if ((rc = alig_comm_agree(t->comm, rc)))
         return rc;
