@@ -610,13 +610,6 @@ static void fix_superblock_(unsigned char *img, size_t size)
         img[len + (size_t)i] = (unsigned char)(sum >> (8 * i));
 }
 
-/*
- * The file is built in memory (HDF5's core driver, no backing store) and
- * written with plain write() + fsync(): an I/O error (disk full, quota)
- * is then our own errno, and never leaves HDF5 holding a half-flushed
- * file (HDF5 1.10 can crash at exit when closing a file whose flush
- * failed). Costs one in-memory copy of the checkpoint on rank 0.
- */
 size_t alig_ckpt_data_bytes(const alig_trainer_t *t)
 {
     const alig_model_t *m = &t->model;
@@ -625,6 +618,13 @@ size_t alig_ckpt_data_bytes(const alig_trainer_t *t)
     return sizeof(float) * (size_t)floats + ((size_t)1 << 20);
 }
 
+/*
+ * The file is built in memory (HDF5's core driver, no backing store) and
+ * written with plain write() + fsync(): an I/O error (disk full, quota)
+ * is then our own errno, and never leaves HDF5 holding a half-flushed
+ * file (HDF5 1.10 can crash at exit when closing a file whose flush
+ * failed). Costs the in-memory file and one copy of it on rank 0.
+ */
 static int write_file_(const char *path, const alig_trainer_t *t)
 {
     /* the core driver grows its buffer by this much: the size of the data plus headroom */

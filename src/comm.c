@@ -397,6 +397,28 @@ int alig_comm_check_identical(alig_comm_t *c, const void *buf, size_t bytes, con
                      what, list);
 }
 
+static const char *skip_blanks_(const char *p)
+{
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return p;
+}
+
+/* Past OpenMP's nested levels after the first (",2" in "4,2"), as far as they are
+ * well formed: a stray character or an empty level is left for the caller to refuse. */
+static const char *skip_omp_levels_(const char *p)
+{
+    while (*p == ',') {
+        const char *q = skip_blanks_(p + 1);
+        if (!isdigit((unsigned char)*q))
+            break;
+        while (isdigit((unsigned char)*q))
+            q++;
+        p = skip_blanks_(q);
+    }
+    return p;
+}
+
 int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why_size)
 {
     /* the CPUs of this rank's affinity mask, shared with the ranks on this node whose masks
@@ -430,12 +452,9 @@ int alig_comm_setup_threads(alig_comm_t *c, int requested, char *why, size_t why
     } else if (env && *env) {
         char *end;
         long v = strtol(env, &end, 10);
-        while (*end == ' ' || *end == '\t')
-            end++;
-        /* OpenMP's nested form "4,2": its first level is this rank's threads */
-        if (*end == ',' && !strcmp(name, "OMP_NUM_THREADS") && end > env &&
-            end[strspn(end, ", \t0123456789")] == '\0' && isdigit((unsigned char)end[strlen(end) - 1]))
-            end += strlen(end);
+        end = (char *)skip_blanks_(end);
+        if (!strcmp(name, "OMP_NUM_THREADS") && end > env) /* its first level is ours */
+            end = (char *)skip_omp_levels_(end);
         if (*end || v < 1 || v > ALIG_MAX_THREADS) {
             alig_fail(ALIG_E_CONFIG,
                       "environment %s=%s: expected an integer in [1, %d], the threads per rank "

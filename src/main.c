@@ -74,10 +74,11 @@ static void catch_signals_(const int *sigs, int n)
  * is not on it takes its default action then, as it would have on arrival.
  */
 static const int default_signals_[] = {SIGTERM, SIGUSR1, SIGINT};
+#define N_DEFAULT_SIGNALS ((int)(sizeof default_signals_ / sizeof default_signals_[0]))
 
 static void apply_signal_list_(const int *sigs, int n)
 {
-    for (size_t i = 0; i < sizeof default_signals_ / sizeof default_signals_[0]; i++)
+    for (int i = 0; i < N_DEFAULT_SIGNALS; i++)
         signal(default_signals_[i], SIG_DFL);
     catch_signals_(sigs, n);
     int early = stop_signal_, listed = 0;
@@ -234,14 +235,13 @@ static int load_config_(alig_comm_t *comm, const args_t *a, alig_config_t *cfg)
 
 int main(int argc, char **argv)
 {
-    int n_default = (int)(sizeof default_signals_ / sizeof default_signals_[0]);
-    catch_signals_(default_signals_, n_default);
+    catch_signals_(default_signals_, N_DEFAULT_SIGNALS);
     /* OpenBLAS's kernels for this CPU: may execute this program again. The stop signals
      * stay blocked across that exec (a blocked signal waits; a caught one would take
      * its default action until the new image catches it), and are let in here. */
     sigset_t stops;
     sigemptyset(&stops);
-    for (int i = 0; i < n_default; i++)
+    for (int i = 0; i < N_DEFAULT_SIGNALS; i++)
         sigaddset(&stops, default_signals_[i]);
     sigprocmask(SIG_BLOCK, &stops, NULL);
     alig_blas_choose_kernels(argv);
@@ -260,7 +260,7 @@ int main(int argc, char **argv)
         return ALIG_E_INTERNAL;
     }
     /* again: in case MPI_Init installed handlers of its own */
-    catch_signals_(default_signals_, n_default);
+    catch_signals_(default_signals_, N_DEFAULT_SIGNALS);
     if (getenv("ALIG_TEST_SIGNAL_AT_START")) /* test hook: a SIGTERM before the config is read */
         raise(SIGTERM);
     int root = alig_comm_rank(comm) == 0;

@@ -89,21 +89,18 @@ int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, 
     int rc = alig_mkdirs(dir);
     if (rc)
         return rc;
-    char path[4200];
-    snprintf(path, sizeof path, "%s/steps.csv", dir);
-    snprintf(mt->steps_path, sizeof mt->steps_path, "%s", path);
-    mt->steps = open_trimmed_(path, steps_header_, 0, resume_step);
+    snprintf(mt->steps_path, sizeof mt->steps_path, "%s/steps.csv", dir);
+    mt->steps = open_trimmed_(mt->steps_path, steps_header_, 0, resume_step);
     if (!mt->steps)
-        return alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", path, strerror(errno));
-    snprintf(path, sizeof path, "%s/epochs.csv", dir);
-    snprintf(mt->epochs_path, sizeof mt->epochs_path, "%s", path);
+        return alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", mt->steps_path, strerror(errno));
+    snprintf(mt->epochs_path, sizeof mt->epochs_path, "%s/epochs.csv", dir);
     /* an epoch row belongs to the step that ended it (column 1); resuming in the middle
      * of an epoch drops that epoch's partial row (written when max_steps ended a run
      * there): the resumed run writes the whole epoch's row */
-    mt->epochs = open_trimmed_(path, epochs_header_, 1,
+    mt->epochs = open_trimmed_(mt->epochs_path, epochs_header_, 1,
                                mid_epoch && resume_step > 0 ? resume_step - 1 : resume_step);
     if (!mt->epochs) {
-        rc = alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", path, strerror(errno));
+        rc = alig_fail(ALIG_E_CKPT, "%s: cannot write: %s", mt->epochs_path, strerror(errno));
         alig_metrics_close(mt);
         return rc;
     }

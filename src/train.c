@@ -10,10 +10,7 @@
 #include "pool-impl.h"
 
 #include <cblas.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <sys/file.h>
 #include <sys/resource.h>
 #include <stdlib.h>
 #include <string.h>
