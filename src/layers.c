@@ -203,7 +203,9 @@ void alig_col2im(float *col, int64_t ld, int c, int h, int w, int k, int s, int 
  * so one GEMM per chunk, Y (oc, nb*pp) = W (oc, c*k*k) . col, replaces nb
  * small ones; Y lives in the workspace after col and is copied out to NCHW
  * with the bias. Backward gathers dy the same way: gW (+)= dY . col^T and
- * dcol = W^T . dY, scattered back by col2im.
+ * dcol = W^T . dY, scattered back by col2im. A conv with a pool_node (a relu
+ * and 2x2 max pool that only it feeds) pools Y where it is and backward builds
+ * dY there from the pool's gradient, also for a chunk of one sample.
  */
 
 /* Columns a chunk's GEMM should have, and the most workspace floats a chunk may use. */
@@ -223,6 +225,46 @@ static int64_t conv_chunk_(const alig_layer_t *l, int64_t max_batch)
     return nb < 1 ? 1 : nb;
 }
 
+/* the 2x2 max pool's planes (pooling, below), which a conv with a pool_node calls */
+static inline void pool2_plane_(const float *x, int w, int oh, int ow, float *y, int32_t *a,
+                                int relu);
+static inline void unpool2_plane_(const float *dy, const int32_t *a, const float *y, int w,
+                                  int oh, int ow, float *dx, const int relu);
+
+/* A conv with a pool_node: the relu and 2x2 max pool of the chunk's Y (oc, ld) in the
+ * workspace, where sample j's channel o is the plane at y + o*ld + j*pp, into the pool's
+ * output and winners for samples s0.. (as the two nodes would from the conv's output). */
+static void pool_chunk_(const alig_model_t *m, const alig_layer_t *l, const float *y,
+                        int64_t ld, int64_t s0, int64_t nb)
+{
+    const alig_layer_t *pool = &m->layers[l->pool_node];
+    float *out = m->acts[l->pool_node + 1];
+    int32_t *arg = (int32_t *)(m->aux + pool->aux);
+    int64_t pp = (int64_t)l->out_h * l->out_w, oplane = (int64_t)pool->out_h * pool->out_w;
+    for (int o = 0; o < l->out_c; o++)
+        for (int64_t j = 0; j < nb; j++) {
+            int64_t q = (s0 + j) * pool->out_dim + o * oplane;
+            pool2_plane_(y + o * ld + j * pp, l->out_w, pool->out_h, pool->out_w, out + q,
+                         arg + q, 1);
+        }
+}
+
+/* Its backward: the chunk's dY (oc, ld), laid out as Y, from the pool's output gradient. */
+static void unpool_chunk_(const alig_model_t *m, const alig_layer_t *l, float *dy, int64_t ld,
+                          int64_t s0, int64_t nb)
+{
+    const alig_layer_t *pool = &m->layers[l->pool_node];
+    const float *dout = m->dacts[l->pool_node + 1], *out = m->acts[l->pool_node + 1];
+    const int32_t *arg = (const int32_t *)(m->aux + pool->aux);
+    int64_t pp = (int64_t)l->out_h * l->out_w, oplane = (int64_t)pool->out_h * pool->out_w;
+    for (int o = 0; o < l->out_c; o++)
+        for (int64_t j = 0; j < nb; j++) {
+            int64_t q = (s0 + j) * pool->out_dim + o * oplane;
+            unpool2_plane_(dout + q, arg + q, out + q, l->out_w, pool->out_h, pool->out_w,
+                           dy + o * ld + j * pp, 1);
+        }
+}
+
 static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const float *in,
                           float *out, int64_t n)
 {
@@ -231,8 +273,9 @@ static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const fl
     for (int64_t s0 = 0; s0 < n; s0 += l->chunk) {
         int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
         float *col = m->col, *y = m->col + kk * ld;
-        if (l->chunk == 1) { /* Y (oc, pp) is the sample's NCHW output: bias, then += W . col */
-            float *o_s = out + s0 * l->out_dim;
+        if (l->chunk == 1) { /* Y (oc, pp) is the sample's NCHW output: bias, then += W . col;
+                              * with a pool_node it stays in the workspace */
+            float *o_s = l->pool_node ? y : out + s0 * l->out_dim;
             alig_im2col(in + s0 * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride, l->pad,
                         l->out_h, l->out_w, col, pp);
             for (int o = 0; o < oc; o++) {
@@ -242,6 +285,8 @@ static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const fl
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, (int)pp, (int)kk, 1.0f,
                         l->w, (int)kk, col, (int)pp, 1.0f, o_s, (int)pp);
+            if (l->pool_node)
+                pool_chunk_(m, l, y, ld, s0, 1);
             continue;
         }
         for (int64_t j = 0; j < nb; j++)
@@ -249,6 +294,15 @@ static void conv_forward_(const alig_model_t *m, const alig_layer_t *l, const fl
                         l->pad, l->out_h, l->out_w, col + j * pp, ld);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, oc, (int)ld, (int)kk, 1.0f, l->w,
                     (int)kk, col, (int)ld, 0.0f, y, (int)ld);
+        if (l->pool_node) { /* the bias in place (the same sums as the copy's), then pool */
+            for (int o = 0; l->b && o < oc; o++) {
+                float *r = y + o * ld, b = l->b[o];
+                for (int64_t q = 0; q < ld; q++)
+                    r[q] = r[q] + b;
+            }
+            pool_chunk_(m, l, y, ld, s0, nb);
+            continue;
+        }
         for (int64_t j = 0; j < nb; j++) {
             float *o_s = out + (s0 + j) * l->out_dim;
             for (int o = 0; o < oc; o++) {
@@ -272,11 +326,13 @@ static void conv_backward_(const alig_model_t *m, const alig_layer_t *l, const f
         int64_t nb = n - s0 < l->chunk ? n - s0 : l->chunk, ld = nb * pp;
         /* dY (oc, ld): gathered after col from the chunk's NCHW gradients, or with one
          * sample per chunk that sample's gradient as it is */
-        float *col = m->col, *gather = l->chunk > 1 ? m->col + kk * ld : NULL;
+        float *col = m->col, *gather = l->chunk > 1 || l->pool_node ? m->col + kk * ld : NULL;
         const float *dy = gather ? gather : dout + s0 * l->out_dim;
+        if (l->pool_node) /* dY from the pool's gradient, straight into the workspace */
+            unpool_chunk_(m, l, gather, ld, s0, nb);
         for (int64_t j = 0; j < nb; j++) {
             const float *d_s = dout + (s0 + j) * l->out_dim;
-            if (gather)
+            if (gather && !l->pool_node)
                 for (int o = 0; o < oc; o++)
                     memcpy(gather + o * ld + j * pp, d_s + o * pp, sizeof(float) * (size_t)pp);
             alig_im2col(in + (s0 + j) * l->in_dim, l->in_c, l->in_h, l->in_w, l->k, l->stride,
@@ -315,39 +371,43 @@ static inline void window_(int o, int st, int p, int k, int n, int *lo, int *hi)
     *hi = b > n ? n : b;
 }
 
-/* The common 2x2, stride 2, unpadded max pool without the general window bookkeeping. */
+/* The common 2x2, stride 2, unpadded max pool without the general window bookkeeping:
+ * one plane of w columns into oh x ow outputs y and their winners a (indices into the
+ * plane); with relu, relu(max) of the relu's input (the same bits as max of relu). */
+static inline void pool2_plane_(const float *x, int w, int oh, int ow, float *y, int32_t *a,
+                                int relu)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        const float *r0 = x + 2 * oy * w, *r1 = r0 + w;
+        for (int ox = 0; ox < ow; ox++) {
+            /* first maximum in row order wins, as in the general loop; selects, not
+             * branches: the winner is data-dependent and mispredicts */
+            int b = 2 * ox, row0 = 2 * oy * w + b;
+            float v = r0[b];
+            int best = row0;
+            float u = r0[b + 1];
+            best = u > v ? row0 + 1 : best;
+            v = u > v ? u : v;
+            u = r1[b];
+            best = u > v ? row0 + w : best;
+            v = u > v ? u : v;
+            u = r1[b + 1];
+            best = u > v ? row0 + w + 1 : best;
+            v = u > v ? u : v;
+            y[oy * ow + ox] = relu && !(v > 0.0f) ? 0.0f : v;
+            a[oy * ow + ox] = best;
+        }
+    }
+}
+
 static void maxpool2_forward_(const alig_layer_t *l, const float *in, float *out, int32_t *arg,
                               int64_t n)
 {
-    int relu = l->fused; /* relu(max) of the relu's input: the same bits as max of relu */
-    int w = l->in_w, oh = l->out_h, ow = l->out_w;
-    int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * w, oplane = (int64_t)oh * ow;
-    for (int64_t pl = 0; pl < planes; pl++) {
-        const float *x = in + pl * iplane;
-        float *y = out + pl * oplane;
-        int32_t *a = arg + pl * oplane;
-        for (int oy = 0; oy < oh; oy++) {
-            const float *r0 = x + 2 * oy * w, *r1 = r0 + w;
-            for (int ox = 0; ox < ow; ox++) {
-                /* first maximum in row order wins, as in the general loop; selects, not
-                 * branches: the winner is data-dependent and mispredicts */
-                int b = 2 * ox, row0 = 2 * oy * w + b;
-                float v = r0[b];
-                int best = row0;
-                float u = r0[b + 1];
-                best = u > v ? row0 + 1 : best;
-                v = u > v ? u : v;
-                u = r1[b];
-                best = u > v ? row0 + w : best;
-                v = u > v ? u : v;
-                u = r1[b + 1];
-                best = u > v ? row0 + w + 1 : best;
-                v = u > v ? u : v;
-                y[oy * ow + ox] = relu && !(v > 0.0f) ? 0.0f : v;
-                a[oy * ow + ox] = best;
-            }
-        }
-    }
+    int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * l->in_w;
+    int64_t oplane = (int64_t)l->out_h * l->out_w;
+    for (int64_t pl = 0; pl < planes; pl++)
+        pool2_plane_(in + pl * iplane, l->in_w, l->out_h, l->out_w, out + pl * oplane,
+                     arg + pl * oplane, l->fused);
 }
 
 static void maxpool_forward_(const alig_layer_t *l, const float *in, float *out, int32_t *arg,
@@ -396,33 +456,37 @@ static inline float keep_(float g, int c)
     return g;
 }
 
-/* 2x2 stride-2 windows tiling an even plane: each input pixel is in exactly one
- * window, so din is written once (the window's winner gets dy, the rest 0) without
- * clearing it first. */
+/* 2x2 stride-2 windows tiling an even plane of w columns: each input pixel is in
+ * exactly one window, so dx is written once (the window's winner gets dy, the rest 0)
+ * without clearing it first. With relu, the relu folded in: its gradient passes where
+ * the pool's output y is positive. */
+static inline void unpool2_plane_(const float *dy, const int32_t *a, const float *y, int w,
+                                  int oh, int ow, float *dx, const int relu)
+{
+    for (int oy = 0; oy < oh; oy++) {
+        float *d0 = dx + 2 * oy * w, *d1 = d0 + w;
+        for (int ox = 0; ox < ow; ox++) {
+            int q = oy * ow + ox, win = a[q] - 2 * oy * w - 2 * ox; /* 0, 1, w, w+1 */
+            float g = dy[q];
+            if (relu)
+                g = keep_(g, y[q] > 0.0f);
+            d0[2 * ox] = keep_(g, win == 0);
+            d0[2 * ox + 1] = keep_(g, win == 1);
+            d1[2 * ox] = keep_(g, win == w);
+            d1[2 * ox + 1] = keep_(g, win == w + 1);
+        }
+    }
+}
+
 static inline void maxpool2_backward_as_(const alig_layer_t *l, const float *dout, float *din,
                                          const int32_t *arg, const float *out, int64_t n,
                                          const int relu)
 {
-    int w = l->in_w, oh = l->out_h, ow = l->out_w;
-    int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * w, oplane = (int64_t)oh * ow;
-    for (int64_t pl = 0; pl < planes; pl++) {
-        float *dx = din + pl * iplane;
-        const float *dy = dout + pl * oplane, *y = out + pl * oplane;
-        const int32_t *a = arg + pl * oplane;
-        for (int oy = 0; oy < oh; oy++) {
-            float *d0 = dx + 2 * oy * w, *d1 = d0 + w;
-            for (int ox = 0; ox < ow; ox++) {
-                int q = oy * ow + ox, win = a[q] - 2 * oy * w - 2 * ox; /* 0, 1, w, w+1 */
-                float g = dy[q];
-                if (relu) /* folded in: its gradient passes where the output is positive */
-                    g = keep_(g, y[q] > 0.0f);
-                d0[2 * ox] = keep_(g, win == 0);
-                d0[2 * ox + 1] = keep_(g, win == 1);
-                d1[2 * ox] = keep_(g, win == w);
-                d1[2 * ox + 1] = keep_(g, win == w + 1);
-            }
-        }
-    }
+    int64_t planes = n * l->out_c, iplane = (int64_t)l->in_h * l->in_w;
+    int64_t oplane = (int64_t)l->out_h * l->out_w;
+    for (int64_t pl = 0; pl < planes; pl++)
+        unpool2_plane_(dout + pl * oplane, arg + pl * oplane, out + pl * oplane, l->in_w,
+                       l->out_h, l->out_w, din + pl * iplane, relu);
 }
 
 /* one copy of the loop each, with and without the relu: no test in the loop */
@@ -745,7 +809,8 @@ void alig_layer_forward(alig_model_t *m, int i, int64_t n)
         conv_forward_(m, l, in, out, n);
         break;
     case ALIG_LAYER_MAXPOOL:
-        maxpool_forward_(l, in, out, (int32_t *)(m->aux + l->aux), n);
+        if (l->fused != 2) /* 2: the conv before it did it (pool_node) */
+            maxpool_forward_(l, in, out, (int32_t *)(m->aux + l->aux), n);
         break;
     case ALIG_LAYER_AVGPOOL:
         avgpool_forward_(l, in, out, n);
@@ -799,7 +864,7 @@ void alig_layer_backward(alig_model_t *m, int i, int64_t n)
         break;
     case ALIG_LAYER_MAXPOOL: {
         int from = input_of_(m, l);
-        if (from > 0)
+        if (from > 0 && l->fused != 2)
             maxpool_backward_(l, dout, m->dacts[from], l->fused ? 0 : l->acc_src,
                               (const int32_t *)(m->aux + l->aux), m->acts[i + 1], n);
         break;

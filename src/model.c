@@ -494,7 +494,7 @@ void alig_model_use_grads(alig_model_t *m, float *buf)
 void alig_model_set_fusion(alig_model_t *m, int on)
 {
     for (int i = 0; i < m->n_layers; i++)
-        m->layers[i].fused = 0;
+        m->layers[i].fused = m->layers[i].pool_node = 0;
     for (int p = 0; on && p < m->n_layers; p++) {
         alig_layer_t *pool = &m->layers[p];
         if (pool->kind != ALIG_LAYER_MAXPOOL || pool->k != 2 || pool->stride != 2 ||
@@ -507,8 +507,22 @@ void alig_model_set_fusion(alig_model_t *m, int on)
         for (int j = 0; only && j < m->n_layers; j++)
             if (j != p && (m->layers[j].src == pool->src || m->layers[j].src2 == pool->src))
                 only = 0;
-        if (only)
-            relu->fused = pool->fused = 1;
+        if (!only)
+            continue;
+        relu->fused = pool->fused = 1;
+        /* a conv whose output only this relu reads hands it over in its workspace */
+        int c = relu->src - 1;
+        if (c < 0 || m->layers[c].kind != ALIG_LAYER_CONV)
+            continue;
+        for (int j = 0; only && j < m->n_layers; j++) {
+            const alig_layer_t *o = &m->layers[j];
+            if (j != pool->src - 1 && (o->src == relu->src || o->src2 == relu->src))
+                only = 0;
+        }
+        if (only) {
+            m->layers[c].pool_node = p;
+            relu->fused = pool->fused = 2;
+        }
     }
 }
 

@@ -416,27 +416,47 @@ END_TEST
  * Folding a relu into the 2x2 max pool after it gives the same bits as running
  * them apart: relu(max) = max(relu), and the first maximum in row order wins
  * either way among positive values; where the window has none, the gradient is
- * 0 whichever pixel the pool picked. Inputs on a coarse grid, so windows have ties
- * and all-negative ones. A relu with another consumer is not folded.
+ * 0 whichever pixel the pool picked. A conv whose output only that relu reads
+ * also computes them from its workspace (pool_node), in chunks of several
+ * samples (8x8 planes) or one (24x24), with and without a bias: the same bits
+ * again. Inputs on a coarse grid, so windows have ties and all-negative ones. A
+ * relu with another consumer is not folded; a conv with another consumer keeps
+ * its output.
  */
 START_TEST(relu_folded_into_max_pool_gives_the_same_bits)
 {
     static const struct {
         const char *spec;
-        int folded; /* nodes marked */
+        int h, w;
+        int folded; /* relu and pool nodes marked */
+        int convs;  /* convs that compute them */
     } cases[] = {
-        {"conv 4 k3 p1, relu, maxpool 2, conv 6 k3 p1, relu, maxpool 2, dense 5", 4},
-        {"conv 4 k3 p1, res(relu, maxpool 2 | maxpool 2), dense 5", 0}, /* relu input shared */
-        {"conv 4 k3 p1, relu, maxpool 3 s2 p1, dense 5", 0},             /* not 2x2 */
+        {"conv 4 k3 p1, relu, maxpool 2, conv 6 k3 p1, relu, maxpool 2, dense 5", 8, 8, 4, 2},
+        {"conv 4 k3 p1 nobias, relu, maxpool 2, conv 6 k3 p1 nobias, relu, maxpool 2, dense 5", 8,
+         8, 4, 2},
+        {"conv 3 k3 p1, relu, maxpool 2, dense 5", 24, 24, 2, 1},            /* one per chunk */
+        {"conv 3 k3 p1 nobias, relu, maxpool 2, dense 5", 24, 24, 2, 1},
+        /* the relu's input shared: nothing folded */
+        {"conv 4 k3 p1, res(relu, maxpool 2 | maxpool 2), dense 5", 8, 8, 0, 0},
+        /* the relu writes the conv's output gradient first: folded, but the conv keeps its output */
+        {"conv 4 k3 p1, res(maxpool 2 | relu, maxpool 2), dense 5", 8, 8, 2, 0},
+        {"conv 4 k3 p1, relu, maxpool 3 s2 p1, dense 5", 8, 8, 0, 0},             /* not 2x2 */
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         alig_model_t m;
         int n = 6;
-        build_(&m, cases[c].spec, 2, 8, 8, n);
-        int folded = 0;
+        build_(&m, cases[c].spec, 2, cases[c].h, cases[c].w, n);
+        int folded = 0, convs = 0;
+        for (int i = 0; i < m.n_layers; i++) {
+            folded += m.layers[i].fused != 0;
+            convs += m.layers[i].pool_node != 0;
+        }
+        ck_assert_msg(folded == cases[c].folded && convs == cases[c].convs,
+                      "%s: %d nodes folded, %d convs computing them", cases[c].spec, folded, convs);
         for (int i = 0; i < m.n_layers; i++)
-            folded += m.layers[i].fused;
-        ck_assert_msg(folded == cases[c].folded, "%s: %d nodes folded", cases[c].spec, folded);
+            if (m.layers[i].pool_node)
+                ck_assert_msg((m.layers[i].chunk == 1) == (cases[c].h == 24), "%s: chunk %lld",
+                              cases[c].spec, (long long)m.layers[i].chunk);
         int64_t dim = m.in_dim;
         float *x = malloc(sizeof(float) * (size_t)(n * dim));
         fill_normal_(x, n * dim, 8);

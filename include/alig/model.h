@@ -72,7 +72,11 @@ typedef struct {
     int acc_src, acc_src2;    /* backward adds into dacts[src] (1) or overwrites it (0) */
     int fused;                /* relu: computed by the 2x2 max pool it feeds; that pool: pools
                                * the relu's input and applies the relu to its output (exact:
-                               * relu(max) = max(relu)); see alig_model_set_fusion */
+                               * relu(max) = max(relu)); both 2 when the conv before them
+                               * computes them too (pool_node); see alig_model_set_fusion */
+    int pool_node;            /* conv: the fused relu + 2x2 max pool node it also computes,
+                               * straight from its GEMM's output in the workspace (the conv's
+                               * own output and its gradient never reach memory); 0: none */
     int in_c, in_h, in_w;     /* input sample shape (of acts[src]) */
     int out_c, out_h, out_w;  /* output sample shape */
     int k, stride, pad;       /* conv and pooling window */
@@ -233,8 +237,13 @@ void alig_model_share_params(alig_model_t *m, const alig_model_t *from);
  * (on = 1, what alig_model_build does), or run them as separate nodes (0).
  * Folded, neither the relu's output nor its gradient is written: the pool
  * reads the relu's input, and its backward writes the relu's input gradient
- * (zero where the pooled value is not positive). The results are the same
- * bits either way. The relu's own activation buffer is then left stale.
+ * (zero where the pooled value is not positive). When that relu is the only
+ * reader of a conv's output, the conv pools each chunk of its output while it
+ * is still in the workspace, and its backward rebuilds the chunk's output
+ * gradient there from the pool's: the conv's output and gradient buffers are
+ * never written, which saves the CNN's largest memory traffic. The results are
+ * the same bits either way. The relu's (and such a conv's) own activation
+ * buffer is then left stale.
  */
 void alig_model_set_fusion(alig_model_t *m, int on);
 
