@@ -270,41 +270,32 @@ static void dense_backward_(const alig_layer_t *l, const float *in, const float 
 /*
  * Dense backward in a team (alig_team_t): once every part has its dout, part
  * k computes rows [r0, r1) of gW and gb over all parts' samples into
- * models[0]'s buffers, part by part with beta = 1 after the first: the same
- * sums, added in the same order, as each part's own gradient added in part
- * order. Then din for its own samples, as alone.
+ * models[0]'s buffers. The parts' activations are consecutive rows of
+ * models[0]'s (alig_model_team_rows), so that is one GEMM over the whole
+ * slice, and gb sums the slice's samples in order: the same sums as one
+ * model over the whole slice. Then din for its own samples, as alone.
  */
 static void dense_backward_team_(const alig_model_t *m, int i, float *din, int64_t n)
 {
     const alig_team_t *tm = m->team;
-    const alig_layer_t *l = &m->layers[i], *l0 = &tm->models[0]->layers[i];
-    int64_t no = l->units, ni = l->in_dim, r0, r1;
+    const alig_model_t *m0 = tm->models[0];
+    const alig_layer_t *l = &m->layers[i], *l0 = &m0->layers[i];
+    int64_t no = l->units, ni = l->in_dim, r0, r1, rows = 0;
     alig_pool_barrier(tm->pool); /* every part's dacts[i + 1] is final */
     alig_batch_slice(no, m->team_id, tm->n, &r0, &r1);
-    int first = 1;
-    for (int p = 0; p < tm->n && r1 > r0; p++) {
-        const alig_model_t *mp = tm->models[p];
-        int64_t np = tm->rows[p];
-        if (np == 0)
-            continue;
-        const float *dout = mp->dacts[i + 1], *in = mp->acts[l->src];
-        /* gW[r0:r1] (+)= dout[:, r0:r1]^T . in */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(r1 - r0), (int)ni, (int)np,
-                    1.0f, dout + r0, (int)no, in, (int)ni, first ? 0.0f : 1.0f, l0->gw + r0 * ni,
-                    (int)ni);
-        /* gb[r0:r1] (+)= the part's sum over its samples, in sample order */
-        for (int64_t o0 = r0; o0 < r1; o0 += 256) {
-            int64_t o1 = o0 + 256 < r1 ? o0 + 256 : r1;
-            float acc[256] = {0};
-            for (int64_t s = 0; s < np; s++)
-                for (int64_t o = o0; o < o1; o++)
-                    acc[o - o0] += dout[s * no + o];
-            for (int64_t o = o0; o < o1; o++)
-                l0->gb[o] = first ? acc[o - o0] : l0->gb[o] + acc[o - o0];
-        }
-        first = 0;
-    }
-    if (first && r1 > r0) { /* no part has samples */
+    for (int p = 0; p < tm->n; p++)
+        rows += tm->rows[p];
+    if (r1 > r0 && rows > 0) {
+        const float *dout = m0->dacts[i + 1], *in = m0->acts[l->src];
+        /* gW[r0:r1] = dout[:, r0:r1]^T . in */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(r1 - r0), (int)ni, (int)rows,
+                    1.0f, dout + r0, (int)no, in, (int)ni, 0.0f, l0->gw + r0 * ni, (int)ni);
+        for (int64_t o = r0; o < r1; o++)
+            l0->gb[o] = 0.0f;
+        for (int64_t s = 0; s < rows; s++)
+            for (int64_t o = r0; o < r1; o++)
+                l0->gb[o] += dout[s * no + o];
+    } else if (r1 > r0) { /* no part has samples */
         memset(l0->gw + r0 * ni, 0, sizeof(float) * (size_t)((r1 - r0) * ni));
         memset(l0->gb + r0, 0, sizeof(float) * (size_t)(r1 - r0));
     }
@@ -316,6 +307,15 @@ static void dense_backward_team_(const alig_model_t *m, int i, float *din, int64
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)ni, (int)no, 1.0f,
                     m->dacts[i + 1], (int)no, l->w, (int)ni, l->acc_src ? 1.0f : 0.0f, din,
                     (int)ni);
+}
+
+void alig_model_team_rows(alig_model_t *m, const alig_model_t *m0, int64_t first)
+{
+    for (int i = 0; i <= m->n_layers; i++) {
+        int64_t dim = i == 0 ? m->in_dim : m->layers[i - 1].out_dim;
+        m->acts[i] = m0->acts[i] + first * dim;
+        m->dacts[i] = m0->dacts[i] + first * dim;
+    }
 }
 
 int alig_model_team_ok(const alig_model_t *m)

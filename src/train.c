@@ -496,6 +496,8 @@ static void forward_part_(void *ctx, int k, int n_parts)
     alig_model_t *m = part_model_(t, k);
     int64_t a, b;
     alig_batch_slice(j->n, k, n_parts, &a, &b);
+    if (k > 0 && t->team.n > 0) /* its rows of the slice in model's buffers */
+        alig_model_team_rows(m, &t->model, a);
     alig_dataset_gather_augmented(&t->train, j->ids + a, b - a, alig_model_input(m),
                                   t->labels + a, &t->aug, t->epoch);
     if (k == 0)
@@ -535,6 +537,8 @@ static void eval_part_(void *ctx, int k, int n_parts)
     alig_model_t *m = part_model_(t, k);
     int64_t a, b;
     alig_batch_slice(j->n, k, n_parts, &a, &b);
+    if (k > 0 && t->team.n > 0)
+        alig_model_team_rows(m, &t->model, a);
     for (int64_t i = a; i < b; i++) /* evaluation reads in file order */
         t->eval_index[i] = j->first + i;
     alig_dataset_gather(j->ds, t->eval_index + a, b - a, alig_model_input(m), t->labels + a);

@@ -139,12 +139,14 @@ typedef struct {
  * [run] parallel = batch on a network whose only parameters are in dense
  * layers: the n parts of a slice run forward and backward on their own
  * samples, one thread each, but compute each dense layer's weight and bias
- * gradients together. Part k writes rows [k*units/n, (k+1)*units/n) of the
- * gradient sums over every part's samples (parts added in part order)
- * straight into models[0]'s grads, so there are no per-part gradient sums
- * to add afterwards. Each part waits at the team's barrier before a dense
- * layer's weight gradient, until every part has that layer's output
- * gradient. Every part must call alig_model_backward, even with 0 samples.
+ * gradients together. The parts' activations are consecutive rows of
+ * models[0]'s buffers (alig_model_team_rows), so part k writes rows
+ * [k*units/n, (k+1)*units/n) of the gradient sums with one GEMM over the
+ * whole slice, straight into models[0]'s grads: no per-part gradient sums to
+ * add afterwards, and each gradient element is written once. Each part
+ * waits at the team's barrier before a dense layer's weight gradient, until
+ * every part has that layer's output gradient. Every part must call
+ * alig_model_backward, even with 0 samples.
  */
 typedef struct alig_team {
     int n;                  /* parts, one thread of `pool` each */
@@ -157,6 +159,11 @@ typedef struct alig_team {
     void (*rows_done)(void *ctx, int64_t lo, int64_t hi);
     void *rows_done_ctx;
 } alig_team_t;
+
+/* Point part m's activations and their gradients at rows first.. of m0's (a team's
+ * models[0], whose buffers hold the whole slice), so the parts' samples sit in
+ * consecutive rows. m's own buffers are left unused. */
+void alig_model_team_rows(alig_model_t *m, const alig_model_t *m0, int64_t first);
 
 /* 1 when every node with parameters is dense, so the model can be split as a team. */
 int alig_model_team_ok(const alig_model_t *m);

@@ -10,7 +10,9 @@
  * PARTS > 1 mirrors [run] parallel = batch: PARTS threads at once, each
  * looping over the GEMMs of BATCH/PARTS samples with one BLAS thread and
  * buffers of its own (THREADS is then ignored); a round ends when the last
- * thread is done.
+ * thread is done. A model of dense layers only has its weight gradients
+ * computed as the trainer's team does: each thread its rows of gW over all
+ * BATCH samples (not with GEMM_LIMIT_OPERANDS=private, which mirrors ranks).
  *
  * Operands: each call reads and writes the buffers the step's own call
  * does, in a model built as the trainer builds it: its weights, weight
@@ -28,6 +30,7 @@
 #include "alig/blas.h"
 #include "alig/error.h"
 #include "alig/comm.h"
+#include "alig/data.h"
 #include "alig/model.h"
 
 #include <cblas.h>
@@ -42,14 +45,24 @@ typedef struct {
     int repeat; /* calls per step: conv chunks repeat */
     int layer;  /* the node that makes the call */
     int kind;   /* GEMM_FWD, GEMM_WGRAD or GEMM_IGRAD */
+    int row0;   /* a team's dense GEMM_WGRAD: its first row of gW (m rows of units, k the
+                 * whole slice), read from the team's first model; -1: a whole call */
 } gemm_t;
 
 enum { GEMM_FWD, GEMM_WGRAD, GEMM_IGRAD };
 
-/* The A, B, C that the step passes for call g, in model m (model.c, layers.c). */
-static void operands_(const alig_model_t *m, const gemm_t *g, float **A, float **B, float **C)
+/* The A, B, C that the step passes for call g, in model m (model.c, layers.c); m0 is
+ * the team's first model, whose buffers hold the slice (alig_model_team_rows). */
+static void operands_(const alig_model_t *m, const alig_model_t *m0, const gemm_t *g, float **A,
+                      float **B, float **C)
 {
     const alig_layer_t *l = &m->layers[g->layer];
+    if (l->kind == ALIG_LAYER_DENSE && g->row0 >= 0) { /* gW[r0:] = dout[:, r0:]^T . in */
+        *A = m0->dacts[g->layer + 1] + g->row0;
+        *B = m0->acts[l->src];
+        *C = m0->layers[g->layer].gw + (size_t)g->row0 * l->in_dim;
+        return;
+    }
     if (l->kind == ALIG_LAYER_DENSE) {
         float *in = m->acts[l->src], *out = m->acts[g->layer + 1];
         float *din = m->dacts[l->src], *dout = m->dacts[g->layer + 1];
@@ -74,6 +87,7 @@ typedef struct {
     int n, repeats;
     size_t amax, bmax, cmax;
     const alig_model_t *model; /* this thread's operands; NULL: one shared set of max size */
+    const alig_model_t *model0; /* the first part's model */
     pthread_barrier_t *barrier;
     double *dt; /* (repeats) seconds per round, written by thread 0 */
     int tid;
@@ -95,9 +109,11 @@ static void *loop_(void *arg)
         for (int i = 0; i < a->n; i++) {
             float *pa = A, *pb = B, *pc = C;
             if (a->model)
-                operands_(a->model, &g[i], &pa, &pb, &pc);
+                operands_(a->model, a->model0, &g[i], &pa, &pb, &pc);
             for (int s = 0; s < g[i].repeat; s++) {
                 int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
+                if (g[i].row0 >= 0) /* a team's rows of dout (slice, units) */
+                    lda = a->model->layers[g[i].layer].units;
                 cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
                             g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, pa,
                             lda, pb, ldb, 0.0f, pc, g[i].n);
@@ -117,6 +133,47 @@ static int cmp_(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
+}
+
+#define MAX_CALLS 4096
+
+/* The GEMM calls of one step of part `part` of `team` (1: no team) on `batch` samples, in
+ * model m, into g; returns their number. */
+static int list_(const alig_model_t *m, int batch, int team, int part, gemm_t *g)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_layers && n + 6 <= MAX_CALLS; i++) {
+        const alig_layer_t *l = &m->layers[i];
+        int first = l->src == 0;
+        if (l->kind == ALIG_LAYER_DENSE) {
+            int o = l->units, in = (int)l->in_dim;
+            int64_t r0 = 0, r1 = o;
+            if (team > 1)
+                alig_batch_slice(o, part, team, &r0, &r1);
+            g[n++] = (gemm_t){0, 1, batch, o, in, 1, i, GEMM_FWD, -1};
+            if (r1 > r0)
+                g[n++] = team > 1
+                             ? (gemm_t){1, 0, (int)(r1 - r0), in, batch * team, 1, i, GEMM_WGRAD,
+                                        (int)r0}
+                             : (gemm_t){1, 0, o, in, batch, 1, i, GEMM_WGRAD, -1};
+            if (!first)
+                g[n++] = (gemm_t){0, 0, batch, in, o, 1, i, GEMM_IGRAD, -1};
+        } else if (l->kind == ALIG_LAYER_CONV) {
+            /* per chunk of l->chunk samples lowered side by side, the last one partial */
+            int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
+            int nb = (int)l->chunk, full = batch / nb, rest = batch % nb;
+            for (int pass = 0; pass < 2; pass++) {
+                int cols = (pass ? rest : nb) * pp, times = pass ? 1 : full;
+                if (cols == 0 || times == 0)
+                    continue;
+                g[n++] = (gemm_t){0, 0, oc, cols, kk, times, i, GEMM_FWD, -1};
+                g[n++] = (gemm_t){0, 1, oc, kk, cols, times, i, GEMM_WGRAD, -1};
+                if (!first)
+                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times, i, GEMM_IGRAD, -1};
+            }
+        }
+    }
+    return n;
 }
 
 /* argument `name` as an integer in [lo, hi] into *v; else a message and 1 */
@@ -155,33 +212,26 @@ int main(int argc, char **argv)
         fprintf(stderr, "gemm_limit: bad model: %s\n", alig_error_message());
         return 2;
     }
-    gemm_t g[4096];
-    int n = 0;
-    double flop = 0;
-    for (int i = 0; i < m.n_layers; i++) {
-        const alig_layer_t *l = &m.layers[i];
-        int first = l->src == 0;
-        if (l->kind == ALIG_LAYER_DENSE) {
-            int o = l->units, in = (int)l->in_dim;
-            g[n++] = (gemm_t){0, 1, batch, o, in, 1, i, GEMM_FWD};
-            g[n++] = (gemm_t){1, 0, o, in, batch, 1, i, GEMM_WGRAD};
-            if (!first)
-                g[n++] = (gemm_t){0, 0, batch, in, o, 1, i, GEMM_IGRAD};
-        } else if (l->kind == ALIG_LAYER_CONV) {
-            /* per chunk of l->chunk samples lowered side by side, the last one partial */
-            int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
-            int nb = (int)l->chunk, full = batch / nb, rest = batch % nb;
-            for (int part = 0; part < 2; part++) {
-                int cols = (part ? rest : nb) * pp, times = part ? 1 : full;
-                if (cols == 0 || times == 0)
-                    continue;
-                g[n++] = (gemm_t){0, 0, oc, cols, kk, times, i, GEMM_FWD};
-                g[n++] = (gemm_t){0, 1, oc, kk, cols, times, i, GEMM_WGRAD};
-                if (!first)
-                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times, i, GEMM_IGRAD};
-            }
+    const char *ops = getenv("GEMM_LIMIT_OPERANDS");
+    int own = !ops || strcmp(ops, "shared") != 0;
+    int private = ops && strcmp(ops, "private") == 0;
+    /* with PARTS > 1, a model of dense layers only computes its weight gradients as the
+     * trainer's team does: part p its rows of gW over the whole slice, from the first
+     * model's buffers, which hold the slice (alig_model_team_rows) */
+    int team = parts > 1 && !private && own && alig_model_team_ok(&m);
+    if (team) {
+        alig_model_free(&m);
+        if (alig_model_build(&m, argv[1], c, h, w, 0, (int64_t)batch * parts)) {
+            fprintf(stderr, "gemm_limit: bad model: %s\n", alig_error_message());
+            return 2;
         }
     }
+    gemm_t *g = calloc((size_t)parts * MAX_CALLS, sizeof *g);
+    int *ns = calloc((size_t)parts, sizeof *ns);
+    for (int p = 0; p < parts; p++)
+        ns[p] = list_(&m, batch, team ? parts : 1, p, g + (size_t)p * MAX_CALLS);
+    int n = ns[0];
+    double flop = 0;
     size_t amax = 0, bmax = 0, cmax = 0;
     for (int i = 0; i < n; i++) {
         flop += 2.0 * g[i].m * g[i].n * g[i].k * g[i].repeat;
@@ -197,9 +247,6 @@ int main(int argc, char **argv)
     loop_t *args = calloc((size_t)parts, sizeof *args);
     pthread_t *tids = calloc((size_t)parts, sizeof *tids);
     /* the parts' models: part 0 is m; the others share its weights, as the trainer's do */
-    const char *ops = getenv("GEMM_LIMIT_OPERANDS");
-    int own = !ops || strcmp(ops, "shared") != 0;
-    int private = ops && strcmp(ops, "private") == 0;
     alig_model_t *pm = calloc((size_t)parts, sizeof *pm);
     for (int p = 1; p < parts && own; p++) {
         if (alig_model_build(&pm[p], argv[1], c, h, w, 0, batch)) {
@@ -208,11 +255,13 @@ int main(int argc, char **argv)
         }
         if (!private)
             alig_model_share_params(&pm[p], &m);
+        if (team)
+            alig_model_team_rows(&pm[p], &m, (int64_t)p * batch);
     }
     for (int p = 0; p < parts; p++) {
         const alig_model_t *mp = !own ? NULL : p == 0 ? &m : &pm[p];
-        args[p] = (loop_t){g, n, repeats, own ? 0 : amax, own ? 0 : bmax, own ? 0 : cmax, mp,
-                           &barrier, dt, p};
+        args[p] = (loop_t){g + (size_t)p * MAX_CALLS, ns[p], repeats, own ? 0 : amax, own ? 0 : bmax,
+                           own ? 0 : cmax, mp, &m, &barrier, dt, p};
         if (p > 0)
             pthread_create(&tids[p], NULL, loop_, &args[p]);
     }
@@ -256,6 +305,8 @@ int main(int argc, char **argv)
     free(dt);
     free(args);
     free(tids);
+    free(g);
+    free(ns);
     pthread_barrier_destroy(&barrier);
     alig_model_free(&m);
     return 0;
