@@ -453,10 +453,11 @@ void alig_model_summary(const alig_model_t *m, char *buf, size_t size)
                          l->src2 ? m->layers[l->src2 - 1].name : "input", l->out_c, l->out_h,
                          l->out_w);
         else
-            w = snprintf(buf + used, size - used, "%s %dx%dx%d -> %dx%dx%d%s%s\n", l->name,
+            w = snprintf(buf + used, size - used, "%s %dx%dx%d -> %dx%dx%d%s%s%s\n", l->name,
                          l->in_c, l->in_h, l->in_w, l->out_c, l->out_h, l->out_w,
                          l->src == i ? "" : " (input: ",
-                         l->src == i ? "" : l->src ? m->layers[l->src - 1].name : "input)");
+                         l->src == i ? "" : l->src ? m->layers[l->src - 1].name : "input",
+                         l->src == i ? "" : ")");
         used += w > 0 ? (size_t)w : 0;
     }
 }

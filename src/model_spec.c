@@ -35,6 +35,7 @@ typedef struct {
     int (*shape)[3];  /* shape[a]: (c, h, w) of activation a; a = 0 is the input */
     int depth;        /* res/group nesting, bounded to keep the recursion shallow */
     int syntax_only;  /* alig_spec_check: no input shape, so no shape checks */
+    int block_in;     /* the activation the res block being closed reads */
 } parser_t;
 
 static const char *kind_word_[] = {
@@ -139,7 +140,7 @@ static int parse_layer_(const char *item, int node, alig_layer_t *l)
             } else if (conv && strcmp(tok[i], "nobias") == 0 && !seen_nb++) {
                 l->bias = 0;
             } else {
-                char why[256];
+                char why[384];
                 snprintf(why, sizeof why, "unexpected '%s': %s", tok[i], form);
                 return bad_(node, item, why);
             }
@@ -186,7 +187,7 @@ static int emit_(parser_t *ps, const alig_layer_t *proto, int src, int src2, con
     l->in_w = ps->shape[src][2];
     l->in_dim = (int64_t)l->in_c * l->in_h * l->in_w;
     int c = l->in_c, h = l->in_h, w = l->in_w;
-    char why[256];
+    char why[384];
     switch (l->kind) {
     case ALIG_LAYER_DENSE:
         c = l->units;
@@ -230,10 +231,27 @@ static int emit_(parser_t *ps, const alig_layer_t *proto, int src, int src2, con
         if (ps->syntax_only)
             break;
         if (ps->shape[src2][0] != c || ps->shape[src2][1] != h || ps->shape[src2][2] != w) {
-            snprintf(why, sizeof why,
-                     "the body gives %dx%dx%d but the shortcut gives %dx%dx%d; give the shortcut "
-                     "a projection, e.g. res(... | conv %d k1 s2 nobias)",
-                     c, h, w, ps->shape[src2][0], ps->shape[src2][1], ps->shape[src2][2], c);
+            /* a 1x1 conv of stride st on the block's input gives the body's shape when
+             * (in - 1) / st + 1 is the body's size on both sides */
+            const int *in = ps->shape[ps->block_in];
+            int st = 0;
+            for (int t = 1; !st && t <= (in[1] > in[2] ? in[1] : in[2]); t++)
+                if ((in[1] - 1) / t + 1 == h && (in[2] - 1) / t + 1 == w)
+                    st = t;
+            char fix[160], stride[16] = "";
+            if (st > 1)
+                snprintf(stride, sizeof stride, " s%d", st);
+            if (st)
+                snprintf(fix, sizeof fix,
+                         "give the shortcut a projection, e.g. res(... | conv %d k1%s nobias)", c,
+                         stride);
+            else
+                snprintf(fix, sizeof fix,
+                         "no 1x1 projection of the block's input (%dx%dx%d) gives %dx%d: change "
+                         "the body's padding or strides",
+                         in[0], in[1], in[2], h, w);
+            snprintf(why, sizeof why, "the body gives %dx%dx%d but the shortcut gives %dx%dx%d; %s",
+                     c, h, w, ps->shape[src2][0], ps->shape[src2][1], ps->shape[src2][2], fix);
             return bad_(i, item, why);
         }
         break;
@@ -395,6 +413,7 @@ static int parse_item_(parser_t *ps, const char *s, size_t len, int src, int *ou
             alig_layer_t add;
             memset(&add, 0, sizeof add);
             add.kind = ALIG_LAYER_ADD;
+            ps->block_in = src;
             rc = emit_(ps, &add, body_out, short_out, item, &src);
         }
     }
