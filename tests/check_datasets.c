@@ -466,6 +466,22 @@ START_TEST(limits_and_crop_beyond_the_data_are_config_errors)
     ck_assert_str_eq(alig_error_message(), want);
     alig_dataset_free(&tr);
     ck_assert_int_eq(alig_config_set(&cfg, "data.augment_crop=5"), ALIG_OK);
+    /* given mean and std are checked against the data's channels: named where set (a
+     * new-user trial found the bare "[data] mean = ...") */
+    ck_assert_int_eq(alig_config_set(&cfg, "data.normalize=given"), ALIG_OK);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.mean=0.1, 0.2"), ALIG_OK);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.std=0.3"), ALIG_OK);
+    ck_assert_int_eq(alig_datasets_load(&tr, &te, &cfg), ALIG_E_CONFIG);
+    ck_assert_str_eq(alig_error_message(),
+                     "--set data.mean: [data] mean = 0.1, 0.2: 2 values for data with 1 channel; "
+                     "give one per channel (or one for all)");
+    alig_dataset_free(&tr);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.mean=0.1"), ALIG_OK);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.std=0.3, 0.4"), ALIG_OK);
+    ck_assert_int_eq(alig_datasets_load(&tr, &te, &cfg), ALIG_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "--set data.std: [data] std = 0.3, 0.4"));
+    alig_dataset_free(&tr);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.normalize=standard"), ALIG_OK);
     ck_assert_msg(alig_datasets_load(&tr, &te, &cfg) == ALIG_OK, "%s", alig_error_message());
     ck_assert_int_eq(tr.n, 20);
     ck_assert_int_eq(te.n, 20);
