@@ -421,7 +421,15 @@ static void diff_config_(const char *now, const char *then, const char *path)
             const char *nv = find_value_(now, section, key, &nlen);
             const char *tv = find_value_(then, section, key, &tlen);
             int differs = nv && tv && (nlen != tlen || memcmp(nv, tv, nlen));
-            if (differs && !strcmp(section, "run") && !strcmp(key, "reduce"))
+            size_t slen = 0;
+            const char *sched = find_value_(now, "optimizer", "schedule", &slen);
+            int cosine = sched && slen == 6 && !memcmp(sched, "cosine", 6);
+            if (differs && cosine && !strcmp(section, "run") && !strcmp(key, "epochs"))
+                warn_("[run] epochs = %.*s, but %s was written with %.*s: the cosine schedule "
+                      "spans the run's epochs, so from here on the learning rate follows the "
+                      "new length, not that of the run the checkpoint came from",
+                      (int)nlen, nv, path, (int)tlen, tv);
+            else if (differs && !strcmp(section, "run") && !strcmp(key, "reduce"))
                 warn_("[run] reduce = %.*s, but %s was written with %.*s: if the reduction "
                       "differs (auto takes shm on one node), gradient sums over more than 2 "
                       "ranks are added in another order, so the run matches an uninterrupted "

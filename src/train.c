@@ -450,10 +450,11 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     if (rc)
         return rc;
     t->batches_per_epoch = alig_batches_per_epoch(t->train.n, cfg->batch_size, cfg->drop_last);
-    /* the cosine schedule spans the whole run */
+    /* the cosine schedule spans the whole run, its epochs: max_steps only stops it, as a
+     * preemption would, so a run cut short and resumed follows the uninterrupted one's
+     * schedule (a new-user trial found the horizon taken from max_steps, and changed by
+     * a resume without it) */
     t->optim.opts.total_steps = (int64_t)cfg->epochs * t->batches_per_epoch;
-    if (cfg->max_steps > 0 && cfg->max_steps < t->optim.opts.total_steps)
-        t->optim.opts.total_steps = cfg->max_steps;
     if (t->batches_per_epoch == 0) {
         alig_fail(ALIG_E_CONFIG,
                   "[data] batch_size = %d with drop_last = true leaves no batch: the training set "

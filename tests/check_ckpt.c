@@ -1122,6 +1122,42 @@ START_TEST(resume_with_other_threads_warns)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: the cosine schedule took max_steps as its horizon, so a run
+ * cut short by max_steps and resumed without it followed another schedule than the
+ * uninterrupted run (40% apart), silently. max_steps now only stops the run; a resume
+ * with other epochs, which does change the horizon, warns.
+ */
+START_TEST(cosine_schedule_resumes_exactly_after_max_steps)
+{
+    scratch_();
+    make_data_(N_SAMPLES);
+    write_config_("");
+    const char *sgd = "--set optimizer.name=sgd --set optimizer.max_lr=none --set optimizer.lr=0.2 "
+                      "--set optimizer.schedule=cosine";
+    char args[2048];
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/whole", sgd, dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/cut --set run.max_steps=10", sgd, dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/cut", sgd, dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    ck_assert_msg(strstr(out_, "resumed from") && !strstr(out_, "cosine schedule spans"), "%s", out_);
+    snap_t a, b;
+    snap_(ckpt_("whole", 21), &a);
+    snap_(ckpt_("cut", 21), &b);
+    assert_bitwise_(&a, &b, "cut at step 10 by max_steps and resumed");
+    snap_free_(&a);
+    snap_free_(&b);
+    /* more epochs: a longer horizon from here on, said */
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/cut --set run.epochs=4", sgd, dir_);
+    ck_assert_msg(train_(1, args) == 0, "%s", out_);
+    ck_assert_msg(strstr(out_, "[run] epochs = 4, but ") &&
+                      strstr(out_, "ckpt-00000021.h5 was written with 3: the cosine schedule"),
+                  "%s", out_);
+}
+END_TEST
+
 /* Long run in the background; once it trains, `signal_cmd` (sh, with $mp =
  * mpirun's pid); prints rank-exit=N per rank, mpirun-exit=N and ms=N. Each
  * rank runs in `sh -c` to report its exit status; that sh ignores SIGUSR1
@@ -1507,6 +1543,7 @@ Suite *ckpt_suite(void)
     tcase_add_test(tc, adam_resume_is_bitwise_identical);
     tcase_add_test(tc, elastic_resume_4_ranks_to_2_and_3);
     tcase_add_test(tc, resume_with_other_threads_warns);
+    tcase_add_test(tc, cosine_schedule_resumes_exactly_after_max_steps);
     tcase_add_test(tc, sigterm_to_one_rank_checkpoints_and_exits_75_then_resumes_exactly);
     tcase_add_test(tc, sigusr1_to_mpirun_is_forwarded_and_checkpoints);
     tcase_add_test(tc, resume_with_sharded_momentum_is_bitwise_identical);
