@@ -1023,6 +1023,23 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
                          WHERE("eval.batch_size"), cfg->eval_batch_size, world_size);
     /* CIFAR files carry their labels: [data] *_labels are not used with them */
     int labels_used = strncmp(cfg->format, "cifar", 5) != 0;
+    /* images of the user's with Fashion-MNIST's default labels (or the reverse) would
+     * train on mismatched pairs without a word (found by a new-user trial) */
+    for (int test = 0; labels_used && test < 2; test++) {
+        const char *ik = test ? "data.test_images" : "data.train_images";
+        const char *lk = test ? "data.test_labels" : "data.train_labels";
+        const char *iv = test ? cfg->test_images : cfg->train_images;
+        const char *lv = test ? cfg->test_labels : cfg->train_labels;
+        int iset = cfg->origin[find_dotted_(ik)] != 0, lset = cfg->origin[find_dotted_(lk)] != 0;
+        if (iset == lset || !iv[0] || !lv[0])
+            continue;
+        return alig_fail(ALIG_E_CONFIG,
+                         "%s[data] %s = %s is set but %s is not, so it would be paired with "
+                         "the default %s (%s); set %s too",
+                         WHERE(iset ? ik : lk), (iset ? ik : lk) + 5, iset ? iv : lv,
+                         (iset ? lk : ik) + 5, iset ? "labels" : "images", iset ? lv : iv,
+                         (iset ? lk : ik) + 5);
+    }
     if (labels_used && !cfg->test_images[0] != !cfg->test_labels[0])
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] test_images = %s but test_labels = %s: set both or neither "

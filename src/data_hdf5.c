@@ -12,6 +12,7 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
+#include "data-impl.h"
 
 #include <hdf5.h>
 
@@ -122,7 +123,8 @@ static int open_dataset_(hid_t fid, const char *path, const char *name, const ch
 }
 
 static int load_(alig_dataset_t *ds, const char *images_path, const char *images_name,
-                 const char *labels_path, const char *labels_name, int nhwc, int64_t limit)
+                 const char *labels_path, const char *labels_name, int nhwc, int64_t limit,
+                 const char *const keys[2])
 {
     memset(ds, 0, sizeof *ds);
     hid_t fi = -1, fl = -1, di = -1, dl = -1, ti = -1, tl = -1, si = -1, sl = -1, mem = -1;
@@ -130,7 +132,7 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
     void *raw = NULL;
     int rc = open_file_(images_path, &fi);
     if (!rc)
-        rc = open_dataset_(fi, images_path, images_name, "hdf5_images", &di);
+        rc = open_dataset_(fi, images_path, images_name, keys[0], &di);
     if (rc)
         goto done;
 
@@ -216,7 +218,7 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
         if (rc)
             goto done;
     }
-    rc = open_dataset_(fl, labels_path, labels_name, "hdf5_labels", &dl);
+    rc = open_dataset_(fl, labels_path, labels_name, keys[1], &dl);
     if (rc)
         goto done;
     tl = H5Dget_type(dl);
@@ -347,9 +349,10 @@ done:
     return rc;
 }
 
-int alig_dataset_load_hdf5(alig_dataset_t *ds, const char *images_path, const char *images_name,
-                           const char *labels_path, const char *labels_name, int nhwc,
-                           int64_t limit)
+int alig_dataset_load_hdf5_as(alig_dataset_t *ds, const char *images_path,
+                              const char *images_name, const char *labels_path,
+                              const char *labels_name, int nhwc, int64_t limit,
+                              const char *const keys[2])
 {
     /* every failure becomes one alig_fail message: libhdf5 prints nothing (a damaged
      * file would otherwise add its error stack after ours), whatever handler was set
@@ -358,7 +361,16 @@ int alig_dataset_load_hdf5(alig_dataset_t *ds, const char *images_path, const ch
     void *data = NULL;
     H5Eget_auto2(H5E_DEFAULT, &func, &data);
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    int rc = load_(ds, images_path, images_name, labels_path, labels_name, nhwc, limit);
+    int rc = load_(ds, images_path, images_name, labels_path, labels_name, nhwc, limit, keys);
     H5Eset_auto2(H5E_DEFAULT, func, data);
     return rc;
+}
+
+int alig_dataset_load_hdf5(alig_dataset_t *ds, const char *images_path, const char *images_name,
+                           const char *labels_path, const char *labels_name, int nhwc,
+                           int64_t limit)
+{
+    static const char *const keys[2] = {"hdf5_images", "hdf5_labels"};
+    return alig_dataset_load_hdf5_as(ds, images_path, images_name, labels_path, labels_name, nhwc,
+                                     limit, keys);
 }

@@ -11,6 +11,7 @@
 #include "alig/data.h"
 #include "alig/error.h"
 #include "alig/rng.h"
+#include "data-impl.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -71,10 +72,12 @@ static int load_one_(alig_dataset_t *ds, const alig_config_t *cfg, int test)
     if (strcmp(cfg->format, "cifar100") == 0)
         return alig_dataset_load_cifar(ds, images, 100, !test, limit);
     if (strcmp(cfg->format, "hdf5") == 0) {
-        const char *xn = test && cfg->hdf5_test_images[0] ? cfg->hdf5_test_images : cfg->hdf5_images;
-        const char *yn = test && cfg->hdf5_test_labels[0] ? cfg->hdf5_test_labels : cfg->hdf5_labels;
-        return alig_dataset_load_hdf5(ds, images, xn, labels, yn,
-                                      strcmp(cfg->hdf5_layout, "nhwc") == 0, limit);
+        int tx = test && cfg->hdf5_test_images[0], ty = test && cfg->hdf5_test_labels[0];
+        const char *const keys[2] = {tx ? "hdf5_test_images" : "hdf5_images",
+                                     ty ? "hdf5_test_labels" : "hdf5_labels"};
+        return alig_dataset_load_hdf5_as(ds, images, tx ? cfg->hdf5_test_images : cfg->hdf5_images,
+                                         labels, ty ? cfg->hdf5_test_labels : cfg->hdf5_labels,
+                                         strcmp(cfg->hdf5_layout, "nhwc") == 0, limit, keys);
     }
     return alig_fail(ALIG_E_CONFIG, "[data] format = %s: not supported", cfg->format);
 }

@@ -471,6 +471,34 @@ START_TEST(test_none_test_set)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: images of one's own with the labels left at their default
+ * trained on Fashion-MNIST's labels without a word (10% accuracy). One of a set's two
+ * paths set without the other is a config error naming both; CIFAR files carry their
+ * labels, so there only the images count.
+ */
+START_TEST(test_images_without_their_labels)
+{
+    PARSE_OK("[data]\ntrain_images = /data/mnist/train-images.gz\n");
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG,
+                 "x.ini:2: [data] train_images = /data/mnist/train-images.gz is set but "
+                 "train_labels is not, so it would be paired with the default labels (" DATA_DIR
+                 "train-labels-idx1-ubyte.gz); set train_labels too");
+    PARSE_OK("[data]\ntrain_labels = /data/mnist/train-labels.gz\n");
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+    alig_config_free(&cfg);
+    alig_config_defaults(&cfg);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.test_labels=/data/t-labels.gz"), ALIG_OK);
+    EXPECT_ERROR(alig_config_validate(&cfg, 1), ALIG_E_CONFIG, "--set data.test_labels: ",
+                 "test_labels = /data/t-labels.gz is set but test_images is not",
+                 "default images (" DATA_DIR "t10k-images-idx3-ubyte.gz)");
+    alig_config_free(&cfg);
+    alig_config_defaults(&cfg);
+    PARSE_OK("[data]\nformat = cifar10\ntrain_images = /data/cifar\ntest_images = /data/cifar\n");
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+}
+END_TEST
+
 START_TEST(test_overlong_line)
 {
     char text[1024];
@@ -1091,6 +1119,7 @@ Suite *config_suite(void)
     tcase_add_test(tc, test_booleans);
     tcase_add_test(tc, test_numbers_and_none);
     tcase_add_test(tc, test_none_test_set);
+    tcase_add_test(tc, test_images_without_their_labels);
     tcase_add_test(tc, test_overlong_line);
     tcase_add_test(tc, test_syntax_error);
     tcase_add_test(tc, test_first_error_only);

@@ -607,6 +607,22 @@ START_TEST(config_keys_formats_and_presets)
     ck_assert_int_eq(alig_trainer_step(&t, NULL), ALIG_OK);
     alig_trainer_free(&t);
     alig_comm_finalize(comm);
+    /* a test set's dataset that is not there names the test set's key (a new-user trial
+     * found "([data] hdf5_images)" for a wrong hdf5_test_images) */
+    alig_dataset_t tr, te;
+    const char *keys[2][2] = {{"data.hdf5_test_images=nothere", "([data] hdf5_test_images)"},
+                              {"data.hdf5_test_labels=nothere", "([data] hdf5_test_labels)"}};
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(alig_config_set(&cfg, k ? "data.hdf5_test_images=x_test"
+                                                 : "data.hdf5_test_labels=y_test"),
+                         ALIG_OK);
+        ck_assert_int_eq(alig_config_set(&cfg, keys[k][0]), ALIG_OK);
+        ck_assert_int_eq(alig_datasets_load(&tr, &te, &cfg), ALIG_E_DATA);
+        ck_assert_msg(strstr(alig_error_message(), "no dataset 'nothere'") &&
+                          strstr(alig_error_message(), keys[k][1]),
+                      "%s", alig_error_message());
+        alig_dataset_free(&tr);
+    }
     alig_config_free(&cfg);
 }
 END_TEST
