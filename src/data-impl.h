@@ -19,6 +19,11 @@ const char *alig_gz_reason(gzFile f, const char *path);
 /* After gzread returned 0: did the gzip stream end before its trailer (a cut file)? */
 int alig_gz_truncated(gzFile f);
 
+/* ALIG_OK when path is a regular file (or missing: opening it says why); else
+ * ALIG_E_DATA saying what it is. A device or pipe is refused before it is opened:
+ * /dev/zero was read until the kernel killed the rank, a FIFO blocked the open. */
+int alig_data_regular(const char *path);
+
 /* alig_dataset_load_hdf5 naming other config keys than hdf5_images and hdf5_labels in
  * its errors (keys[0] for the images' dataset, keys[1] for the labels'): the test set's
  * hdf5_test_images and hdf5_test_labels when those gave the names. */

@@ -3,12 +3,13 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
-#include "data-impl.h" /* defines: alig_gz_reason, alig_gz_truncated */
+#include "data-impl.h" /* defines: alig_gz_reason, alig_gz_truncated, alig_data_regular */
 
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 /* Largest payload we accept: 1 TiB is far beyond any dataset that fits in memory,
@@ -58,9 +59,25 @@ const char *alig_gz_reason(gzFile f, const char *path)
     return *msg ? msg : "read error";
 }
 
+int alig_data_regular(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0 || S_ISREG(st.st_mode))
+        return ALIG_OK; /* a missing file: the open says why */
+    const char *kind = S_ISDIR(st.st_mode)    ? "a directory"
+                       : S_ISFIFO(st.st_mode) ? "a pipe (FIFO)"
+                       : S_ISCHR(st.st_mode)  ? "a character device"
+                       : S_ISBLK(st.st_mode)  ? "a block device"
+                       : S_ISSOCK(st.st_mode) ? "a socket"
+                                              : "not a regular file";
+    return alig_fail(ALIG_E_DATA, "%s: is %s; expected a data file", path, kind);
+}
+
 int alig_idx_read(const char *path, alig_idx_t *out)
 {
     memset(out, 0, sizeof *out);
+    if (alig_data_regular(path))
+        return ALIG_E_DATA;
     gzFile f = gzopen(path, "rb");
     if (!f)
         return alig_fail(ALIG_E_DATA, "%s: cannot open: %s", path,

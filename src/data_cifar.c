@@ -10,7 +10,7 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
-#include "data-impl.h" /* alig_gz_reason, alig_gz_truncated */
+#include "data-impl.h" /* alig_gz_reason, alig_gz_truncated, alig_data_regular */
 
 #include <ctype.h>
 #include <errno.h>
@@ -29,6 +29,8 @@ static int read_all_(const char *path, uint8_t **out, int64_t *size)
 {
     *out = NULL;
     *size = 0;
+    if (alig_data_regular(path))
+        return ALIG_E_DATA;
     gzFile f = gzopen(path, "rb");
     if (!f)
         return alig_fail(ALIG_E_DATA, "%s: cannot open: %s", path,

@@ -29,6 +29,8 @@ static int open_file_(const char *path, hid_t *fid)
 {
     if (access(path, R_OK) != 0)
         return alig_fail(ALIG_E_DATA, "%s: cannot open: %s", path, strerror(errno));
+    if (alig_data_regular(path))
+        return ALIG_E_DATA;
     /* strong close: H5Fclose releases everything of the file even if a handle
      * were left open on some error path; no file locks (read-only, and locks fail
      * on some parallel file systems) */
