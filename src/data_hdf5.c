@@ -250,13 +250,17 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
         goto done;
     }
     hsize_t lstart[2] = {0, 0}, lcount[2] = {(hsize_t)n, 1};
+    int uns = H5Tget_sign(tl) == H5T_SGN_NONE;
     H5Sclose(mem);
     mem = H5Screate_simple(lrank, lcount, NULL);
     H5E_BEGIN_TRY
     {
         e = H5Sselect_hyperslab(sl, H5S_SELECT_SET, lstart, NULL, lcount, NULL);
-        if (e >= 0) /* HDF5 converts any integer type to int64 */
-            e = H5Dread(dl, H5T_NATIVE_INT64, mem, sl, H5P_DEFAULT, labels);
+        /* HDF5 converts any integer type to int64 or uint64; unsigned labels are read
+         * as uint64, which would saturate at INT64_MAX as int64 (and be misreported) */
+        if (e >= 0)
+            e = H5Dread(dl, uns ? H5T_NATIVE_UINT64 : H5T_NATIVE_INT64, mem, sl, H5P_DEFAULT,
+                        labels);
     }
     H5E_END_TRY;
     if (e < 0) {
@@ -271,11 +275,18 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
     }
     int64_t maxlabel = 0;
     for (int64_t i = 0; i < n; i++) {
-        if (labels[i] < 0 || labels[i] > (1 << 24)) {
+        uint64_t u;
+        memcpy(&u, &labels[i], sizeof u);
+        if (uns ? u > (1u << 24) : labels[i] < 0 || labels[i] > (1 << 24)) {
+            char v[32];
+            if (uns)
+                snprintf(v, sizeof v, "%llu", (unsigned long long)u);
+            else
+                snprintf(v, sizeof v, "%lld", (long long)labels[i]);
             rc = alig_fail(ALIG_E_DATA,
-                           "%s: labels dataset '%s': label %lld of sample %lld is out of range "
+                           "%s: labels dataset '%s': label %s of sample %lld is out of range "
                            "[0, %d]",
-                           labels_path, labels_name, (long long)labels[i], (long long)i, 1 << 24);
+                           labels_path, labels_name, v, (long long)i, 1 << 24);
             goto done;
         }
         ds->y[i] = (int32_t)labels[i];
