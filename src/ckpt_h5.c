@@ -764,8 +764,8 @@ static int read_tensors_(hid_t file, const char *path, const char *group, const 
             shape_str_(ndim, found, have, sizeof have);
             *mismatch = 1;
             rc = alig_fail(ALIG_E_CKPT,
-                           "%s: architecture mismatch at tensor %s: the model ([model] layers) "
-                           "expects shape %s, the file has %s",
+                           "%s: architecture mismatch at tensor %s: the model ([model] layers "
+                           "or preset) expects shape %s, the file has %s",
                            path, t->name, want, have);
         } else if (H5Tget_class(type) != H5T_FLOAT) {
             *mismatch = 1;
@@ -797,8 +797,8 @@ static int read_tensors_(hid_t file, const char *path, const char *group, const 
     if (found) {
         *mismatch = 1;
         return alig_fail(ALIG_E_CKPT,
-                         "%s: architecture mismatch: the file has %s/%s, which the model ([model] "
-                         "layers) does not have",
+                         "%s: architecture mismatch: the file has %s/%s, which the model "
+                         "([model] layers or preset) does not have",
                          path, group, extra);
     }
     return ALIG_OK;

@@ -1356,7 +1356,7 @@ START_TEST(other_architecture_or_data_order_is_refused_once)
     ck_assert_int_eq(train_(2, args), 4);
     ck_assert_msg(count_(out_,
                          "architecture mismatch at tensor 00_dense/weight: the model ([model] "
-                         "layers) expects shape (17, 36), the file has (16, 36)") == 1,
+                         "layers or preset) expects shape (17, 36), the file has (16, 36)") == 1,
                   "%s", out_);
     ck_assert_ptr_null(strstr(out_, "\nepoch "));
     /* a mid-epoch checkpoint with another global batch cannot continue its data order */
