@@ -812,6 +812,20 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     fprintf(log, "data: %lld training samples (%dx%dx%d), %lld test samples, %d classes\n",
             (long long)t->train.n, t->train.c, t->train.h, t->train.w, (long long)t->test.n,
             t->model.n_classes);
+    /* a test set read from the training set's file and dataset (the HDF5 test names
+     * fall back to the training ones): its figures are training figures (a new-user
+     * trial left out hdf5_test_images of a Keras-style file without noticing) */
+    int hdf5 = strcmp(cfg->format, "hdf5") == 0;
+    if (cfg->test_images[0] && strncmp(cfg->format, "cifar", 5) != 0 &&
+        strcmp(cfg->test_images, cfg->train_images) == 0 &&
+        (!hdf5 || !cfg->hdf5_test_images[0] ||
+         strcmp(cfg->hdf5_test_images, cfg->hdf5_images) == 0))
+        fprintf(stderr,
+                "alig-train: warning: the test set is the training set (%s%s%s): test loss "
+                "and accuracy are those of samples it trains on%s\n",
+                cfg->train_images, hdf5 ? ", dataset " : "", hdf5 ? cfg->hdf5_images : "",
+                hdf5 ? "; [data] hdf5_test_images and hdf5_test_labels name the test datasets"
+                     : "");
     fprintf(log, "batch: %d global, %d per rank (at most), %lld steps per epoch%s\n",
             cfg->batch_size, (cfg->batch_size + world - 1) / world,
             (long long)t->batches_per_epoch, cfg->drop_last ? " (last partial batch dropped)" : "");

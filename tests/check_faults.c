@@ -77,6 +77,25 @@ static int train_env_(const char *env, const char *sub, const char *options)
     return test_run(cmd, 60, out_, sizeof out_, NULL);
 }
 
+/* A test set read from the training set's own file is said (a new-user trial evaluated
+ * on x_train of a Keras-style HDF5 file, having left out hdf5_test_images); a test set
+ * of its own is not. */
+START_TEST(test_set_that_is_the_training_set_warns)
+{
+    setup_();
+    char opts[2048];
+    snprintf(opts, sizeof opts, "--set run.max_steps=2 --set data.test_images=%s/f-images.idx "
+             "--set data.test_labels=%s/f-labels.idx", dir_, dir_);
+    ck_assert_msg(train_env_("", "same", opts) == 0, "%s", out_);
+    ck_assert_msg(count_(out_, "warning: the test set is the training set (") == 1, "%s", out_);
+    ck_assert_int_eq(test_make_dataset(dir_, "g", 30, 5, 5, 4, 3), 0);
+    snprintf(opts, sizeof opts, "--set run.max_steps=2 --set data.test_images=%s/g-images.idx "
+             "--set data.test_labels=%s/g-labels.idx", dir_, dir_);
+    ck_assert_msg(train_env_("", "other", opts) == 0, "%s", out_);
+    ck_assert_ptr_null(strstr(out_, "the test set is the training set"));
+}
+END_TEST
+
 START_TEST(nan_on_one_rank_stops_every_rank_with_exit_5)
 {
     setup_();
@@ -683,6 +702,7 @@ Suite *faults_suite(void)
     Suite *s = suite_create("faults");
     TCase *tc = tcase_create("faults");
     tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_set_that_is_the_training_set_warns);
     tcase_add_test(tc, nan_on_one_rank_stops_every_rank_with_exit_5);
     tcase_add_test(tc, nan_with_skip_policy_is_skipped_and_counted);
     tcase_add_test(tc, killed_rank_ends_the_job_promptly);
