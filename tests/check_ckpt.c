@@ -947,20 +947,26 @@ START_TEST(resume_mid_epoch_is_bitwise_identical)
 }
 END_TEST
 
+/* The 3 epochs (21 steps) straight in DIR/base, and cut by max_steps = 10 then resumed
+ * in DIR/part, on np ranks with options opts; the output of the resumed run in out_. */
+static void straight_and_resumed_(int np, const char *opts)
+{
+    char args[2048];
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/base", opts, dir_);
+    ck_assert_msg(train_(np, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.max_steps=10", opts, dir_);
+    ck_assert_msg(train_(np, args) == 0, "%s", out_);
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part", opts, dir_);
+    ck_assert_msg(train_(np, args) == 0, "%s", out_);
+}
+
 /* Adam's second moment and step count are saved too: a resumed Adam run is exact. */
 START_TEST(adam_resume_is_bitwise_identical)
 {
     scratch_();
     make_data_(N_SAMPLES);
     write_config_("");
-    char args[2048];
-    const char *adam = "--set optimizer.name=adam --set optimizer.lr=0.01";
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/base", adam, dir_);
-    ck_assert_msg(train_(2, args) == 0, "%s", out_);
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.max_steps=10", adam, dir_);
-    ck_assert_msg(train_(2, args) == 0, "%s", out_);
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part", adam, dir_);
-    ck_assert_msg(train_(2, args) == 0, "%s", out_);
+    straight_and_resumed_(2, "--set optimizer.name=adam --set optimizer.lr=0.01");
     snap_t a, b;
     snap_(ckpt_("base", 21), &a);
     snap_(ckpt_("part", 21), &b);
@@ -1135,22 +1141,18 @@ START_TEST(cosine_schedule_resumes_exactly_after_max_steps)
     write_config_("");
     const char *sgd = "--set optimizer.name=sgd --set optimizer.max_lr=none --set optimizer.lr=0.2 "
                       "--set optimizer.schedule=cosine";
-    char args[2048];
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/whole", sgd, dir_);
-    ck_assert_msg(train_(1, args) == 0, "%s", out_);
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/cut --set run.max_steps=10", sgd, dir_);
-    ck_assert_msg(train_(1, args) == 0, "%s", out_);
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/cut", sgd, dir_);
-    ck_assert_msg(train_(1, args) == 0, "%s", out_);
-    ck_assert_msg(strstr(out_, "resumed from") && !strstr(out_, "cosine schedule spans"), "%s", out_);
+    straight_and_resumed_(1, sgd);
+    ck_assert_msg(strstr(out_, "resumed from") && !strstr(out_, "cosine schedule spans"), "%s",
+                  out_);
     snap_t a, b;
-    snap_(ckpt_("whole", 21), &a);
-    snap_(ckpt_("cut", 21), &b);
+    snap_(ckpt_("base", 21), &a);
+    snap_(ckpt_("part", 21), &b);
     assert_bitwise_(&a, &b, "cut at step 10 by max_steps and resumed");
     snap_free_(&a);
     snap_free_(&b);
     /* more epochs: a longer horizon from here on, said */
-    snprintf(args, sizeof args, "%s --set run.out_dir=%s/cut --set run.epochs=4", sgd, dir_);
+    char args[2048];
+    snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.epochs=4", sgd, dir_);
     ck_assert_msg(train_(1, args) == 0, "%s", out_);
     ck_assert_msg(strstr(out_, "[run] epochs = 4, but ") &&
                       strstr(out_, "ckpt-00000021.h5 was written with 3: the cosine schedule"),
