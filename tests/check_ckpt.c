@@ -231,6 +231,18 @@ static void assert_bitwise_(const snap_t *a, const snap_t *b, const char *what)
                   "%s: momentum differs (max |diff| %g)", what, max_abs_diff_(a->v, b->v, a->n));
 }
 
+/* assert_bitwise_ on the checkpoints of runs DIR/ra at step sa and DIR/rb at step sb. */
+static void assert_runs_bitwise_(const char *ra, long long sa, const char *rb, long long sb,
+                                 const char *what)
+{
+    snap_t a, b;
+    snap_(ckpt_(ra, sa), &a);
+    snap_(ckpt_(rb, sb), &b);
+    assert_bitwise_(&a, &b, what);
+    snap_free_(&a);
+    snap_free_(&b);
+}
+
 /* Flip one byte in the middle of the first chunk of dataset `dset`. */
 static void flip_byte_(const char *path, const char *dset)
 {
@@ -1144,12 +1156,7 @@ START_TEST(cosine_schedule_resumes_exactly_after_max_steps)
     straight_and_resumed_(1, sgd);
     ck_assert_msg(strstr(out_, "resumed from") && !strstr(out_, "cosine schedule spans"), "%s",
                   out_);
-    snap_t a, b;
-    snap_(ckpt_("base", 21), &a);
-    snap_(ckpt_("part", 21), &b);
-    assert_bitwise_(&a, &b, "cut at step 10 by max_steps and resumed");
-    snap_free_(&a);
-    snap_free_(&b);
+    assert_runs_bitwise_("base", 21, "part", 21, "cut at step 10 by max_steps and resumed");
     /* more epochs: a longer horizon from here on, said */
     char args[2048];
     snprintf(args, sizeof args, "%s --set run.out_dir=%s/part --set run.epochs=4", sgd, dir_);
@@ -1285,12 +1292,7 @@ START_TEST(kill_9_during_a_write_keeps_the_previous_checkpoint)
     ck_assert(!exists_(tmp));
     snprintf(args, sizeof args, "--set run.out_dir=%s/base", dir_);
     ck_assert_msg(train_(2, args) == 0, "%s", out_);
-    snap_t a, b;
-    snap_(ckpt_("base", 21), &a);
-    snap_(ckpt_("k9", 21), &b);
-    assert_bitwise_(&a, &b, "after kill -9");
-    snap_free_(&a);
-    snap_free_(&b);
+    assert_runs_bitwise_("base", 21, "k9", 21, "after kill -9");
     snap_free_(&prev);
 }
 END_TEST
@@ -1436,12 +1438,7 @@ START_TEST(unwritable_directory_or_full_disk_is_an_error_that_keeps_the_previous
     ck_assert_msg(strstr(out_, "/part/ckpt-00000007.h5: step 7"), "%s", out_);
     snprintf(args, sizeof args, "--set run.out_dir=%s/base", dir_);
     ck_assert_msg(train_(2, args) == 0, "%s", out_);
-    snap_t a, b;
-    snap_(ckpt_("base", 21), &a);
-    snap_(ckpt_("part", 21), &b);
-    assert_bitwise_(&a, &b, "after a failed save");
-    snap_free_(&a);
-    snap_free_(&b);
+    assert_runs_bitwise_("base", 21, "part", 21, "after a failed save");
 }
 END_TEST
 
@@ -1471,12 +1468,7 @@ START_TEST(resume_modes_never_path_directory_and_done)
     snprintf(args, sizeof args, "--set run.out_dir=%s/part --resume=%s/part", dir_, dir_);
     ck_assert_msg(train_(2, args) == 0, "%s", out_);
     ck_assert_msg(strstr(out_, "/part/ckpt-00000012.h5: step 12"), "%s", out_);
-    snap_t a, b;
-    snap_(ckpt_("base", 21), &a);
-    snap_(ckpt_("part", 21), &b);
-    assert_bitwise_(&a, &b, "0 -> 10, back to 7 -> 12 -> 21");
-    snap_free_(&a);
-    snap_free_(&b);
+    assert_runs_bitwise_("base", 21, "part", 21, "0 -> 10, back to 7 -> 12 -> 21");
 
     /* done: nothing to train, nothing written */
     snprintf(args, sizeof args, "--set run.out_dir=%s/part", dir_);
@@ -1513,12 +1505,7 @@ START_TEST(run_until_done_restarts_a_preempted_job)
         strstr(out_, "stopped by a signal at step 10") && strstr(out_, "exit 75 (preempted;") &&
             strstr(out_, "/rud/ckpt-00000010.h5: step 10") && strstr(out_, "training finished"),
         "%s", out_);
-    snap_t a, b;
-    snap_(ckpt_("base", 21), &a);
-    snap_(ckpt_("rud", 21), &b);
-    assert_bitwise_(&a, &b, "run-until-done");
-    snap_free_(&a);
-    snap_free_(&b);
+    assert_runs_bitwise_("base", 21, "rud", 21, "run-until-done");
 }
 END_TEST
 
