@@ -33,7 +33,7 @@ int alig_parse_channels(const char *list, int c, int positive, const char *what,
         if (end == s || errno == ERANGE || !isfinite(d) || (positive && !(d > 0.0)))
             return alig_fail(ALIG_E_CONFIG,
                              "[data] %s = %s: expected %d comma-separated %snumbers (one per "
-                             "channel), e.g. %s",
+                             "channel, or one for all), e.g. %s",
                              what, list, c, positive ? "positive " : "",
                              positive ? "0.2470, 0.2435, 0.2616" : "0.4914, 0.4822, 0.4465");
         if (n == ALIG_MAX_CHANNELS)
