@@ -409,6 +409,9 @@ static const char *find_value_(const char *text, const char *section, const char
 static void diff_config_(const char *now, const char *then, const char *path)
 {
     char section[64] = "";
+    size_t slen = 0;
+    const char *sched = find_value_(now, "optimizer", "schedule", &slen);
+    int cosine = sched && slen == 6 && !memcmp(sched, "cosine", 6);
     for (const char *p = now; *p;) {
         size_t line = strcspn(p, "\n");
         if (*p == '[' && line < sizeof section) {
@@ -421,9 +424,6 @@ static void diff_config_(const char *now, const char *then, const char *path)
             const char *nv = find_value_(now, section, key, &nlen);
             const char *tv = find_value_(then, section, key, &tlen);
             int differs = nv && tv && (nlen != tlen || memcmp(nv, tv, nlen));
-            size_t slen = 0;
-            const char *sched = find_value_(now, "optimizer", "schedule", &slen);
-            int cosine = sched && slen == 6 && !memcmp(sched, "cosine", 6);
             if (differs && cosine && !strcmp(section, "run") && !strcmp(key, "epochs"))
                 warn_("[run] epochs = %.*s, but %s was written with %.*s: the cosine schedule "
                       "spans the run's epochs, so from here on the learning rate follows the "

@@ -1033,12 +1033,12 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
         int iset = cfg->origin[find_dotted_(ik)] != 0, lset = cfg->origin[find_dotted_(lk)] != 0;
         if (iset == lset || !iv[0] || !lv[0])
             continue;
+        const char *set = iset ? ik : lk, *unset = iset ? lk : ik; /* "data.<key>" */
         return alig_fail(ALIG_E_CONFIG,
                          "%s[data] %s = %s is set but %s is not, so it would be paired with "
                          "the default %s (%s); set %s too",
-                         WHERE(iset ? ik : lk), (iset ? ik : lk) + 5, iset ? iv : lv,
-                         (iset ? lk : ik) + 5, iset ? "labels" : "images", iset ? lv : iv,
-                         (iset ? lk : ik) + 5);
+                         WHERE(set), set + 5, iset ? iv : lv, unset + 5,
+                         iset ? "labels" : "images", iset ? lv : iv, unset + 5);
     }
     if (labels_used && !cfg->test_images[0] != !cfg->test_labels[0])
         return alig_fail(ALIG_E_CONFIG,

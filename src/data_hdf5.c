@@ -275,8 +275,7 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
     }
     int64_t maxlabel = 0;
     for (int64_t i = 0; i < n; i++) {
-        uint64_t u;
-        memcpy(&u, &labels[i], sizeof u);
+        uint64_t u = (uint64_t)labels[i]; /* the bits H5Dread wrote when uns */
         if (uns ? u > (1u << 24) : labels[i] < 0 || labels[i] > (1 << 24)) {
             char v[32];
             if (uns)

@@ -132,8 +132,10 @@ int alig_datasets_load(alig_dataset_t *train, alig_dataset_t *test, const alig_c
     } else if (strcmp(cfg->normalize, "given") == 0) {
         const char *key = "data.mean";
         rc = alig_parse_channels(cfg->mean, train->c, 0, "mean", train->mean);
-        if (!rc)
-            key = "data.std", rc = alig_parse_channels(cfg->std, train->c, 1, "std", train->std);
+        if (!rc) {
+            key = "data.std";
+            rc = alig_parse_channels(cfg->std, train->c, 1, "std", train->std);
+        }
         if (rc) { /* checked against the data's channels only now: say where it was set */
             char where[ALIG_PATH_MAX + 80], msg[1024];
             snprintf(msg, sizeof msg, "%s", alig_error_message());

@@ -480,6 +480,16 @@ static alig_model_t *part_model_(alig_trainer_t *t, int k)
     return k == 0 ? &t->model : &t->parts[k - 1];
 }
 
+/* Part k's model for samples [a, ..) of a slice: in a team, its activations are those
+ * rows of the first model's (alig_model_team_rows). */
+static alig_model_t *part_at_(alig_trainer_t *t, int k, int64_t a)
+{
+    alig_model_t *m = part_model_(t, k);
+    if (k > 0 && t->team.n > 0)
+        alig_model_team_rows(m, &t->model, a);
+    return m;
+}
+
 /* Forward of samples [a, b) of the job, already gathered into part k's input. */
 static void part_forward_(alig_trainer_t *t, int k, int64_t a, int64_t b)
 {
@@ -494,11 +504,9 @@ static void forward_part_(void *ctx, int k, int n_parts)
 {
     struct part_job_ *j = ctx;
     alig_trainer_t *t = j->t;
-    alig_model_t *m = part_model_(t, k);
     int64_t a, b;
     alig_batch_slice(j->n, k, n_parts, &a, &b);
-    if (k > 0 && t->team.n > 0) /* its rows of the slice in model's buffers */
-        alig_model_team_rows(m, &t->model, a);
+    alig_model_t *m = part_at_(t, k, a);
     alig_dataset_gather_augmented(&t->train, j->ids + a, b - a, alig_model_input(m),
                                   t->labels + a, &t->aug, t->epoch);
     if (k == 0)
@@ -535,11 +543,9 @@ static void eval_part_(void *ctx, int k, int n_parts)
 {
     struct part_job_ *j = ctx;
     alig_trainer_t *t = j->t;
-    alig_model_t *m = part_model_(t, k);
     int64_t a, b;
     alig_batch_slice(j->n, k, n_parts, &a, &b);
-    if (k > 0 && t->team.n > 0)
-        alig_model_team_rows(m, &t->model, a);
+    alig_model_t *m = part_at_(t, k, a);
     for (int64_t i = a; i < b; i++) /* evaluation reads in file order */
         t->eval_index[i] = j->first + i;
     alig_dataset_gather(j->ds, t->eval_index + a, b - a, alig_model_input(m), t->labels + a);
