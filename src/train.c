@@ -412,6 +412,52 @@ static int build_model_(alig_trainer_t *t)
     return ALIG_OK;
 }
 
+/*
+ * A bn node whose channels hold one value each (a 1x1 input: after dense or gap) has,
+ * on a rank given one sample of a batch, one value per channel to normalise: its output
+ * is its bias and no gradient passes through it. PyTorch refuses that step ("Expected
+ * more than 1 value per channel"); a new-user trial found it trained on silently. The
+ * first such node, or NULL.
+ */
+static const char *one_pixel_bn_(const alig_model_t *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == ALIG_LAYER_BN && m->layers[i].in_h * m->layers[i].in_w == 1)
+            return m->layers[i].name;
+    return NULL;
+}
+
+/* A batch of n samples over the ranks gives some rank exactly one (alig_batch_slice). */
+static int gives_a_rank_one_(int64_t n, int world) { return n > 0 && n < 2 * (int64_t)world; }
+
+/* The samples of an epoch's last, partial batch (0: none, or dropped). */
+static int64_t last_batch_(const alig_trainer_t *t)
+{
+    int64_t n = t->train.n, b = t->cfg->batch_size;
+    return n > b && !t->cfg->drop_last ? n % b : 0;
+}
+
+static int check_bn_slices_(const alig_trainer_t *t)
+{
+    const char *bn = one_pixel_bn_(&t->model);
+    int world = alig_comm_size(t->comm);
+    int64_t full = t->train.n < t->cfg->batch_size ? t->train.n : t->cfg->batch_size;
+    if (!bn || !gives_a_rank_one_(full, world))
+        return ALIG_OK;
+    char origin[ALIG_PATH_MAX + 64];
+    alig_config_origin(t->cfg, "data.batch_size", origin, sizeof origin);
+    char small[96] = ""; /* a training set smaller than the batch is one batch */
+    if (full < t->cfg->batch_size)
+        snprintf(small, sizeof small, " (the training set's %lld samples)", (long long)full);
+    return alig_fail(ALIG_E_CONFIG,
+                     "%s%s[data] batch_size = %d%s over %d rank%s gives a rank one sample per "
+                     "step, and layer %s normalises each channel over its rank's samples alone: "
+                     "one value, so it would output its bias and pass no gradient; give every "
+                     "rank at least 2 samples (batch_size >= %lld)",
+                     origin, origin[0] ? ": " : "", t->cfg->batch_size, small, world,
+                     world == 1 ? "" : "s", bn, 2 * (long long)world);
+}
+
 static void reset_stats_(alig_epoch_stats_t *s)
 {
     memset(s, 0, sizeof *s);
@@ -447,6 +493,9 @@ int alig_trainer_init(alig_trainer_t *t, const alig_config_t *cfg, alig_comm_t *
     if (rc)
         return rc;
     rc = alig_comm_agree(comm, build_model_(t));
+    if (rc)
+        return rc;
+    rc = alig_comm_agree(comm, check_bn_slices_(t));
     if (rc)
         return rc;
     t->batches_per_epoch = alig_batches_per_epoch(t->train.n, cfg->batch_size, cfg->drop_last);
@@ -835,6 +884,14 @@ static void print_start_(const alig_trainer_t *t, FILE *log)
     fprintf(log, "batch: %d global, %d per rank (at most), %lld steps per epoch%s\n",
             cfg->batch_size, (cfg->batch_size + world - 1) / world,
             (long long)t->batches_per_epoch, cfg->drop_last ? " (last partial batch dropped)" : "");
+    const char *bn = one_pixel_bn_(&t->model);
+    if (bn && gives_a_rank_one_(last_batch_(t), world))
+        fprintf(stderr,
+                "alig-train: warning: the last batch of each epoch (%lld of the %lld training "
+                "samples) gives a rank one sample: layer %s normalises one value per channel "
+                "there (its output is its bias, no gradient passes through it); [data] "
+                "drop_last = true drops that batch\n",
+                (long long)last_batch_(t), (long long)t->train.n, bn);
     fprintf(log, "model: %s%s%s (%lld parameters)\n", cfg->preset[0] ? cfg->preset : "",
             cfg->preset[0] ? " = " : "", t->model.spec, (long long)t->model.n_params);
     if (t->aug.crop || t->aug.flip)

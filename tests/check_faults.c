@@ -96,6 +96,38 @@ START_TEST(test_set_that_is_the_training_set_warns)
 }
 END_TEST
 
+/* bn after dense over a rank's one sample: the last batch of an epoch that gives a rank
+ * one sample is warned of (and not with drop_last); every step doing so, on two ranks, is
+ * an error on both, said once */
+START_TEST(batch_norm_over_a_ranks_one_sample_is_caught)
+{
+    setup_();
+    const char *bn = "--set 'model.layers=dense 8, bn, relu, dense 4' --set run.max_steps=2";
+    char opts[512];
+    snprintf(opts, sizeof opts, "%s --set data.batch_size=17", bn); /* 120 = 7 * 17 + 1 */
+    ck_assert_msg(train_env_("", "last", opts) == 0, "%s", out_);
+    ck_assert_msg(count_(out_, "warning: the last batch of each epoch (1 of the 120 training "
+                               "samples) gives a rank one sample: layer 01_bn ") == 1, "%s", out_);
+    snprintf(opts, sizeof opts, "%s --set data.batch_size=17 --set data.drop_last=true", bn);
+    ck_assert_msg(train_env_("", "dropped", opts) == 0, "%s", out_);
+    ck_assert_ptr_null(strstr(out_, "last batch"));
+    snprintf(opts, sizeof opts, "%s --set data.batch_size=16", bn); /* 120 = 7 * 16 + 8 */
+    ck_assert_msg(train_env_("", "even", opts) == 0, "%s", out_);
+    ck_assert_ptr_null(strstr(out_, "last batch"));
+
+    char cmd[4096], pre[256];
+    mpirun_(pre, sizeof pre, 2, "");
+    snprintf(cmd, sizeof cmd, "%s %s/alig-train %s --set run.out_dir=%s/two %s "
+             "--set data.batch_size=3", pre, bin_(), cfg_, dir_, bn);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 2, "exit %d:\n%s", rc, out_);
+    ck_assert_msg(count_(out_, "config error: --set data.batch_size: [data] batch_size = 3 over 2 "
+                               "ranks gives a rank one sample per step, and layer 01_bn ")
+                      == 1, "%s", out_);
+    ck_assert_msg(strstr(out_, "(batch_size >= 4)") != NULL, "%s", out_);
+}
+END_TEST
+
 START_TEST(nan_on_one_rank_stops_every_rank_with_exit_5)
 {
     setup_();
@@ -703,6 +735,7 @@ Suite *faults_suite(void)
     TCase *tc = tcase_create("faults");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_set_that_is_the_training_set_warns);
+    tcase_add_test(tc, batch_norm_over_a_ranks_one_sample_is_caught);
     tcase_add_test(tc, nan_on_one_rank_stops_every_rank_with_exit_5);
     tcase_add_test(tc, nan_with_skip_policy_is_skipped_and_counted);
     tcase_add_test(tc, killed_rank_ends_the_job_promptly);

@@ -265,6 +265,42 @@ START_TEST(batch_parallel_matches_one_thread)
 END_TEST
 
 /*
+ * A bn node over one value per channel (after dense) with one sample per step is
+ * refused, naming the layer, the key's line and the batch size that works (a new-user
+ * trial found it trained on silently, its output its bias); a conv's bn, with 16 pixels
+ * per channel, and two samples are fine.
+ */
+START_TEST(batch_norm_over_one_value_is_refused)
+{
+    alig_config_t cfg;
+    small_config_(&cfg, 40, 64, 3);
+    ck_assert_int_eq(alig_config_parse(&cfg, "[data]\nbatch_size = 1\n\n[model]\n"
+                                             "layers = dense 8, bn, relu, dense 3\n", "p.ini"),
+                     ALIG_OK);
+    alig_comm_t *comm = alig_comm_init_self();
+    alig_trainer_t t;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_CONFIG);
+    const char *msg = alig_error_message();
+    const char *want = "p.ini:2: [data] batch_size = 1 over 1 rank gives a rank one sample ";
+    ck_assert_msg(strncmp(msg, want, strlen(want)) == 0, "%s", msg);
+    ck_assert_ptr_nonnull(strstr(msg, "layer 01_bn normalises"));
+    ck_assert_ptr_nonnull(strstr(msg, "(batch_size >= 2)"));
+    alig_trainer_free(&t);
+    cfg.batch_size = 2;
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    alig_trainer_free(&t);
+    cfg.batch_size = 1;
+    snprintf(cfg.layers, sizeof cfg.layers, "conv 2 k3 p1, bn, relu, dense 3");
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_OK);
+    ck_assert_int_eq(alig_trainer_step(&t, NULL), ALIG_OK);
+    alig_trainer_free(&t);
+    alig_comm_finalize(comm);
+    remove_files_(&cfg);
+    alig_config_free(&cfg);
+}
+END_TEST
+
+/*
  * Batch norm's batch statistics would depend on the split: parallel = batch
  * refuses it, naming the layer and where the key was set; auto falls back
  * to BLAS threads, as it does with too few samples per thread.
@@ -323,6 +359,7 @@ Suite *train_suite(void)
     tcase_add_test(tc, labels_beyond_the_model_outputs_are_refused);
     tcase_add_loop_test(tc, batch_parallel_matches_one_thread, 0, 2);
     tcase_add_test(tc, batch_parallel_and_batch_norm);
+    tcase_add_test(tc, batch_norm_over_one_value_is_refused);
     suite_add_tcase(s, tc);
     return s;
 }
