@@ -369,30 +369,61 @@ uint64_t alig_hash64(const void *buf, size_t bytes)
     return h;
 }
 
+/*
+ * Eight FNV-style chains over 64-bit words (word i into chain i % 8), the tail's bytes
+ * into chain 0, folded with the length. Each multiply is by an odd constant, so a
+ * difference in one word always changes the result. The MLP's 7.45 MB of parameters
+ * take 0.33 ms here against 7.4 ms for alig_hash64's chain of bytes (1 core, seventh
+ * session), a cost every rank pays every check_every steps on the step's path.
+ */
+uint64_t alig_checksum64(const void *buf, size_t bytes)
+{
+    enum { LANES = 8 };
+    const uint64_t prime = 0x100000001b3ULL;
+    const unsigned char *p = buf;
+    uint64_t h[LANES];
+    for (int k = 0; k < LANES; k++)
+        h[k] = 0xcbf29ce484222325ULL + (uint64_t)k;
+    size_t i = 0;
+    for (; i + 8 * LANES <= bytes; i += 8 * LANES)
+        for (int k = 0; k < LANES; k++) {
+            uint64_t w;
+            memcpy(&w, p + i + 8 * (size_t)k, sizeof w);
+            h[k] = (h[k] ^ w) * prime;
+        }
+    for (; i < bytes; i++)
+        h[0] = (h[0] ^ p[i]) * prime;
+    uint64_t s = (uint64_t)bytes;
+    for (int k = 0; k < LANES; k++)
+        s = (s ^ h[k]) * prime;
+    return s;
+}
+
 int alig_comm_check_identical(alig_comm_t *c, const void *buf, size_t bytes, const char *what)
 {
     if (!c->use_mpi || c->size == 1)
         return ALIG_OK;
-    unsigned long long h = alig_hash64(buf, bytes), h0 = h;
+    unsigned long long h = alig_checksum64(buf, bytes), h0 = h;
     MPI_Bcast(&h0, 1, MPI_UNSIGNED_LONG_LONG, 0, MPI_COMM_WORLD);
-    int differs = h != h0;
+    int differs = h != h0, n_diff = differs;
+    /* the usual answer, all equal, takes one small reduction and no allocation */
+    MPI_Allreduce(MPI_IN_PLACE, &n_diff, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (!n_diff)
+        return ALIG_OK;
     int *all = malloc(sizeof(int) * (size_t)c->size);
     if (!all)
         alig_comm_abort(c, ALIG_E_MEMORY);
     MPI_Allgather(&differs, 1, MPI_INT, all, 1, MPI_INT, MPI_COMM_WORLD);
     char list[256] = "";
     size_t used = 0;
-    int n_diff = 0;
-    for (int r = 0; r < c->size; r++) {
+    for (int r = 0, listed = 0; r < c->size; r++) {
         if (!all[r])
             continue;
         if (used < sizeof list - 16)
-            used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", n_diff ? ", " : "", r);
-        n_diff++;
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%d", listed ? ", " : "", r);
+        listed++;
     }
     free(all);
-    if (!n_diff)
-        return ALIG_OK;
     return alig_fail(ALIG_E_INTERNAL, "%s differ between ranks: rank(s) %s disagree with rank 0",
                      what, list);
 }

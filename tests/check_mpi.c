@@ -282,6 +282,35 @@ START_TEST(shm_room_check)
 END_TEST
 
 /*
+ * The ranks' parameter checksum: one flipped bit in any byte (each of the 8 chains'
+ * words, and the tail after the last whole group of 64 bytes) changes it, the same
+ * bytes give the same value, and so does a copy elsewhere in memory (no address in it);
+ * a buffer one byte longer differs even when that byte is zero.
+ */
+START_TEST(checksum_sees_every_flipped_bit)
+{
+    enum { N = 64 * 3 + 13 };
+    unsigned char a[N + 1] = {0}, b[N + 1];
+    for (int i = 0; i < N; i++)
+        a[i] = (unsigned char)(i * 37 + 11);
+    memcpy(b, a, sizeof a);
+    uint64_t h = alig_checksum64(a, N);
+    ck_assert_uint_eq(alig_checksum64(b, N), h);
+    for (int i = 0; i < N; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            b[i] ^= (unsigned char)(1u << bit);
+            ck_assert_msg(alig_checksum64(b, N) != h, "byte %d bit %d not seen", i, bit);
+            b[i] ^= (unsigned char)(1u << bit);
+        }
+    ck_assert_uint_ne(alig_checksum64(a, N + 1), h);
+    /* two words swapped between chains */
+    memcpy(b, a + 8, 8);
+    memcpy(b + 8, a, 8);
+    ck_assert_uint_ne(alig_checksum64(b, N), h);
+}
+END_TEST
+
+/*
  * The hierarchical shared-memory reduction needs as many ranks on every node:
  * asked for on nodes of 2 and 1 ranks it is a config error that names the key,
  * and auto then takes MPI's.
@@ -460,6 +489,7 @@ Suite *mpi_suite(void)
     tcase_add_test(tc, ranks_with_different_thread_counts_agree);
     tcase_add_test(tc, shm_reduce_on_uneven_nodes);
     tcase_add_test(tc, shm_room_check);
+    tcase_add_test(tc, checksum_sees_every_flipped_bit);
     tcase_add_test(tc, cli_version_help_and_usage);
     tcase_add_test(tc, blas_kernels_reported_and_explicit_setting_wins);
     tcase_add_test(tc, ranks_on_different_kernels_hold_the_same_parameters);

@@ -111,7 +111,7 @@ void alig_comm_bcast(alig_comm_t *c, void *buf, size_t bytes, int root);
 int alig_comm_agree(alig_comm_t *c, int status);
 
 /*
- * Verify that every rank holds the same bytes (a 64-bit FNV-1a hash is
+ * Verify that every rank holds the same bytes (alig_checksum64 is
  * compared). Returns ALIG_OK, or ALIG_E_INTERNAL on every rank with a
  * message naming `what` and the ranks whose hash differs from rank 0's.
  */
@@ -119,6 +119,10 @@ int alig_comm_check_identical(alig_comm_t *c, const void *buf, size_t bytes, con
 
 /* 64-bit FNV-1a hash of bytes (used for checksums in logs too). */
 uint64_t alig_hash64(const void *buf, size_t bytes);
+
+/* A fast 64-bit checksum of bytes, to compare buffers within a run (not FNV-1a:
+ * 8 chains over 64-bit words); a difference within one 8-byte word always shows. */
+uint64_t alig_checksum64(const void *buf, size_t bytes);
 
 /*
  * Choose BLAS threads for this rank: `requested` > 0 wins; otherwise the
