@@ -543,9 +543,13 @@ static alig_model_t *part_at_(alig_trainer_t *t, int k, int64_t a)
 static void part_forward_(alig_trainer_t *t, int k, int64_t a, int64_t b)
 {
     t->part_correct[k] = 0;
-    t->part_loss[k] = b > a ? alig_model_forward(part_model_(t, k), b - a, t->labels + a,
-                                                 &t->part_correct[k])
-                            : 0.0;
+    /* a team's part without samples still computes its columns of the dense layers */
+    if (t->team.n > 0)
+        t->team.rows[k] = b - a;
+    t->part_loss[k] = b > a || t->team.n > 0
+                          ? alig_model_forward(part_model_(t, k), b - a, t->labels + a,
+                                               &t->part_correct[k])
+                          : 0.0;
 }
 
 /* Part k of a training step, first half: gather its samples and run forward. */

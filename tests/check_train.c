@@ -223,9 +223,13 @@ START_TEST(batch_parallel_matches_one_thread)
     alig_config_t cfg;
     /* _i = 0: batches 12, 12, 12, 4: the last splits 2, 1, 1; _i = 1: batches 13, 13, 13, 1:
      * the last leaves two parts without a sample, which still take their share of the
-     * team's dense gradients (alig_team_t) */
-    small_config_(&cfg, 40, _i == 0 ? 12 : 13, 3);
-    snprintf(cfg.layers, sizeof cfg.layers, "dense 64, relu, dropout 0.25, dense 3");
+     * team's dense gradients (alig_team_t). _i = 2, 3: the same with layers wide enough
+     * (200 >= 3 x 64) for the team to compute their outputs and input gradients by
+     * columns for the whole slice, the parts without samples taking their columns too */
+    small_config_(&cfg, 40, _i % 2 == 0 ? 12 : 13, 3);
+    snprintf(cfg.layers, sizeof cfg.layers, "%s",
+             _i < 2 ? "dense 64, relu, dropout 0.25, dense 3"
+                    : "dense 200, relu, dense 200, relu, dropout 0.25, dense 3");
     cfg.momentum = 0.9;
     cfg.max_lr = 0.5;
     cfg.max_norm = 3.0;
@@ -357,7 +361,7 @@ Suite *train_suite(void)
     tcase_add_test(tc, learns_a_separable_set);
     tcase_add_test(tc, projection_holds_from_the_start);
     tcase_add_test(tc, labels_beyond_the_model_outputs_are_refused);
-    tcase_add_loop_test(tc, batch_parallel_matches_one_thread, 0, 2);
+    tcase_add_loop_test(tc, batch_parallel_matches_one_thread, 0, 4);
     tcase_add_test(tc, batch_parallel_and_batch_norm);
     tcase_add_test(tc, batch_norm_over_one_value_is_refused);
     suite_add_tcase(s, tc);

@@ -10,9 +10,11 @@
  * PARTS > 1 mirrors [run] parallel = batch: PARTS threads at once, each
  * looping over the GEMMs of BATCH/PARTS samples with one BLAS thread and
  * buffers of its own (THREADS is then ignored); a round ends when the last
- * thread is done. A model of dense layers only has its weight gradients
- * computed as the trainer's team does: each thread its rows of gW over all
- * BATCH samples (not with GEMM_LIMIT_OPERANDS=private, which mirrors ranks).
+ * thread is done. A model of dense layers only is computed as the trainer's
+ * team does: each thread its rows of gW over all BATCH samples, and, for a
+ * layer with at least 64 units (inputs) per thread, its columns of the output
+ * (of the input gradient) for all BATCH samples (not with
+ * GEMM_LIMIT_OPERANDS=private, which mirrors ranks).
  *
  * Operands: each call reads and writes the buffers the step's own call
  * does, in a model built as the trainer builds it: its weights, weight
@@ -48,6 +50,9 @@ typedef struct {
     int kind;   /* GEMM_FWD, GEMM_WGRAD or GEMM_IGRAD */
     int row0;   /* a team's dense GEMM_WGRAD: its first row of gW (m rows of units, k the
                  * whole slice), read from the team's first model; -1: a whole call */
+    int col0;   /* a team's dense GEMM_FWD or GEMM_IGRAD by columns: its first column of
+                 * the output (n columns, m the whole slice), in the team's first model's
+                 * buffers; -1: a whole call */
 } gemm_t;
 
 enum { GEMM_FWD, GEMM_WGRAD, GEMM_IGRAD };
@@ -62,6 +67,18 @@ static void operands_(const alig_model_t *m, const alig_model_t *m0, const gemm_
         *A = m0->dacts[g->layer + 1] + g->row0;
         *B = m0->acts[l->src];
         *C = m0->layers[g->layer].gw + (size_t)g->row0 * l->in_dim;
+        return;
+    }
+    if (l->kind == ALIG_LAYER_DENSE && g->col0 >= 0) {
+        if (g->kind == GEMM_FWD) { /* out[:, c0:] = in . W[c0:]^T */
+            *A = m0->acts[l->src];
+            *B = l->w + (size_t)g->col0 * l->in_dim;
+            *C = m0->acts[g->layer + 1] + g->col0;
+        } else { /* din[:, c0:] = dout . W[:, c0:] */
+            *A = m0->dacts[g->layer + 1];
+            *B = l->w + g->col0;
+            *C = m0->dacts[l->src] + g->col0;
+        }
         return;
     }
     if (l->kind == ALIG_LAYER_DENSE) {
@@ -112,12 +129,18 @@ static void *loop_(void *arg)
             if (a->model)
                 operands_(a->model, a->model0, &g[i], &pa, &pb, &pc);
             for (int s = 0; s < g[i].repeat; s++) {
-                int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n;
+                int lda = g[i].ta ? g[i].m : g[i].k, ldb = g[i].tb ? g[i].k : g[i].n,
+                    ldc = g[i].n;
                 if (g[i].row0 >= 0) /* a team's rows of dout (slice, units) */
                     lda = a->model->layers[g[i].layer].units;
+                if (g[i].col0 >= 0) { /* a team's columns of out (units) or din (inputs) */
+                    const alig_layer_t *l = &a->model->layers[g[i].layer];
+                    ldb = (int)l->in_dim;
+                    ldc = g[i].kind == GEMM_FWD ? l->units : (int)l->in_dim;
+                }
                 cblas_sgemm(CblasRowMajor, g[i].ta ? CblasTrans : CblasNoTrans,
                             g[i].tb ? CblasTrans : CblasNoTrans, g[i].m, g[i].n, g[i].k, 1.0f, pa,
-                            lda, pb, ldb, 0.0f, pc, g[i].n);
+                            lda, pb, ldb, 0.0f, pc, ldc);
             }
         }
         pthread_barrier_wait(a->barrier); /* the round ends with its slowest thread */
@@ -179,17 +202,30 @@ static int list_(const alig_model_t *m, int batch, int team, int part, gemm_t *g
         int first = l->src == 0;
         if (l->kind == ALIG_LAYER_DENSE) {
             int o = l->units, in = (int)l->in_dim;
-            int64_t r0 = 0, r1 = o;
+            int64_t r0 = 0, r1 = o, c0, c1;
             if (team > 1)
                 alig_batch_slice(o, part, team, &r0, &r1);
-            g[n++] = (gemm_t){0, 1, batch, o, in, 1, i, GEMM_FWD, -1};
+            /* a team computes the output and the input gradient of a wide layer by columns
+             * for the whole slice (model.c, ALIG_TEAM_MIN_COLS = 64 per thread) */
+            if (team > 1 && o >= 64 * team) {
+                alig_batch_slice(o, part, team, &c0, &c1);
+                g[n++] = (gemm_t){0, 1, batch * team, (int)(c1 - c0), in, 1, i, GEMM_FWD, -1,
+                                  (int)c0};
+            } else {
+                g[n++] = (gemm_t){0, 1, batch, o, in, 1, i, GEMM_FWD, -1, -1};
+            }
             if (r1 > r0)
                 g[n++] = team > 1
                              ? (gemm_t){1, 0, (int)(r1 - r0), in, batch * team, 1, i, GEMM_WGRAD,
-                                        (int)r0}
-                             : (gemm_t){1, 0, o, in, batch, 1, i, GEMM_WGRAD, -1};
-            if (!first)
-                g[n++] = (gemm_t){0, 0, batch, in, o, 1, i, GEMM_IGRAD, -1};
+                                        (int)r0, -1}
+                             : (gemm_t){1, 0, o, in, batch, 1, i, GEMM_WGRAD, -1, -1};
+            if (!first && team > 1 && in >= 64 * team) {
+                alig_batch_slice(in, part, team, &c0, &c1);
+                g[n++] = (gemm_t){0, 0, batch * team, (int)(c1 - c0), o, 1, i, GEMM_IGRAD, -1,
+                                  (int)c0};
+            } else if (!first) {
+                g[n++] = (gemm_t){0, 0, batch, in, o, 1, i, GEMM_IGRAD, -1, -1};
+            }
         } else if (l->kind == ALIG_LAYER_CONV) {
             /* per chunk of l->chunk samples lowered side by side, the last one partial */
             int kk = l->in_c * l->k * l->k, pp = l->out_h * l->out_w, oc = l->out_c;
@@ -198,10 +234,10 @@ static int list_(const alig_model_t *m, int batch, int team, int part, gemm_t *g
                 int cols = (pass ? rest : nb) * pp, times = pass ? 1 : full;
                 if (cols == 0 || times == 0)
                     continue;
-                g[n++] = (gemm_t){0, 0, oc, cols, kk, times, i, GEMM_FWD, -1};
-                g[n++] = (gemm_t){0, 1, oc, kk, cols, times, i, GEMM_WGRAD, -1};
+                g[n++] = (gemm_t){0, 0, oc, cols, kk, times, i, GEMM_FWD, -1, -1};
+                g[n++] = (gemm_t){0, 1, oc, kk, cols, times, i, GEMM_WGRAD, -1, -1};
                 if (!first)
-                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times, i, GEMM_IGRAD, -1};
+                    g[n++] = (gemm_t){1, 0, kk, cols, oc, times, i, GEMM_IGRAD, -1, -1};
             }
         }
     }
