@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -725,6 +726,21 @@ static int find_extra_(hid_t g, const char *prefix, int depth, const alig_tensor
 
 /* Read the tensors ts[0..n) from <group>/<name> into base, checking that
  * each exists with its shape and that nothing else is under the group. */
+/*
+ * A tensor read from a file holds finite values only: alig-train never writes another
+ * (a non-finite step stops or is skipped), but a [checkpoint] init file from elsewhere
+ * may, and a NaN weight behind a relu trains on unseen while the weight norm, and with
+ * it the max_norm projection, is NaN (found by a new-user trial).
+ */
+static int check_finite_(const char *path, const char *name, const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return alig_fail(ALIG_E_CKPT, "%s: %s holds a non-finite value (%g at element %lld)",
+                             path, name, (double)x[i], (long long)i);
+    return ALIG_OK;
+}
+
 static int read_tensors_(hid_t file, const char *path, const char *group, const alig_tensor_t *ts,
                          int n, float *base, int *mismatch)
 {
@@ -774,6 +790,8 @@ static int read_tensors_(hid_t file, const char *path, const char *group, const 
                    0) {
             /* a Fletcher-32 mismatch lands here */
             rc = h5_fail_(path, "cannot read %s (corrupt?)", name);
+        } else {
+            rc = check_finite_(path, name, base + t->offset, t->size);
         }
         if (type >= 0)
             H5Tclose(type);

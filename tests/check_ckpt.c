@@ -577,7 +577,8 @@ START_TEST(other_architecture_is_refused_naming_the_first_tensor)
 END_TEST
 
 /* A parameters-only file as h5py would write it: float64, contiguous, no attributes. */
-static void write_params_only_(const char *path, double scale)
+/* element nan_at (>= 0) of the parameters is a NaN */
+static void write_params_only_(const char *path, double scale, int64_t nan_at)
 {
     alig_model_t m;
     ck_assert_int_eq(alig_model_build(&m, LAYERS, 1, 6, 6, 5, 1), ALIG_OK);
@@ -592,7 +593,7 @@ static void write_params_only_(const char *path, double scale)
         for (int d = 0; d < t->ndim; d++)
             dims[d] = (hsize_t)t->shape[d];
         for (int64_t k = 0; k < t->size; k++)
-            v[k] = scale * (double)((t->offset + k) % 97 - 48);
+            v[k] = t->offset + k == nan_at ? NAN : scale * (double)((t->offset + k) % 97 - 48);
         char name[128];
         snprintf(name, sizeof name, "/params/%s", t->name);
         hid_t sp = H5Screate_simple(t->ndim, dims, NULL);
@@ -615,7 +616,7 @@ START_TEST(init_loads_parameters_from_a_plain_file_or_a_checkpoint)
     char plain[700], ck[700], extra[1600];
     snprintf(plain, sizeof plain, "%s/plain.h5", dir_);
     snprintf(ck, sizeof ck, "%s/x.h5", dir_);
-    write_params_only_(plain, 0.01);
+    write_params_only_(plain, 0.01, -1);
     alig_comm_t *comm = alig_comm_init_self();
 
     /* float64 datasets without checksums: converted to float32 exactly as (float)v */
@@ -628,6 +629,10 @@ START_TEST(init_loads_parameters_from_a_plain_file_or_a_checkpoint)
         ck_assert_msg(t.model.params[k] == (float)(0.01 * (double)(k % 97 - 48)), "param %lld",
                       (long long)k);
     ck_assert_int_eq(t.step, 0);
+    int64_t nan_at = t.model.tensors[1].offset + 2;
+    char want[200];
+    snprintf(want, sizeof want, "plain.h5: /params/%s holds a non-finite value (nan at element 2)",
+             t.model.tensors[1].name);
     alig_trainer_free(&t);
     alig_config_free(&cfg);
 
@@ -654,6 +659,16 @@ START_TEST(init_loads_parameters_from_a_plain_file_or_a_checkpoint)
     for (int64_t k = 0; k < s.n; k++)
         ck_assert(t.optim.v[k] == 0.0f);
     snap_free_(&s);
+    alig_trainer_free(&t);
+    alig_config_free(&cfg);
+
+    /* a NaN among them (the second tensor's third value): refused, naming the tensor and
+     * the element (it trained on unseen behind a relu, its norm NaN, max_norm unenforced) */
+    write_params_only_(plain, 0.01, nan_at);
+    snprintf(extra, sizeof extra, "init = %s\n", plain);
+    parse_config_(&cfg, extra);
+    ck_assert_int_eq(alig_trainer_init(&t, &cfg, comm), ALIG_E_CKPT);
+    ck_assert_msg(strstr(alig_error_message(), want) != NULL, "%s", alig_error_message());
     alig_trainer_free(&t);
     alig_config_free(&cfg);
 
