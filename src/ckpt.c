@@ -534,6 +534,38 @@ static int search_dir_(const alig_trainer_t *t, const char *dir, int explicit_di
     return ALIG_OK;
 }
 
+/*
+ * resume = auto found nothing in a [checkpoint] dir other than the run directory: if
+ * the run directory holds checkpoints, they are an earlier run's, most likely written
+ * before the key was changed, and a fresh start would write its metrics over that
+ * run's (found by a new-user trial: steps.csv shrank from 21 rows to 11, with no word).
+ * Refused, naming both directories.
+ */
+static int check_out_dir_(const alig_trainer_t *t, const alig_ckpt_t *c)
+{
+    const char *out = t->cfg->out_dir;
+    if (same_dir_(c->dir, out))
+        return ALIG_OK;
+    ck_file_t *files;
+    int n;
+    if (list_ckpts_(out, &files, &n)) /* an unreadable run directory fails later, by name */
+        return ALIG_OK;
+    char newest[256] = "";
+    if (n)
+        snprintf(newest, sizeof newest, "%s", files[n - 1].name);
+    free(files);
+    if (!n)
+        return ALIG_OK;
+    char origin[ALIG_PATH_MAX + 64];
+    alig_config_origin(t->cfg, "checkpoint.dir", origin, sizeof origin);
+    return alig_fail(ALIG_E_CKPT,
+                     "%s%s[checkpoint] dir %s holds no checkpoint, but the run directory %s holds "
+                     "%d (newest %s) of an earlier run, whose metrics a fresh start would "
+                     "overwrite: to continue that run, give [checkpoint] dir its earlier value "
+                     "(or --resume %s/%s); to start another, use another [run] out_dir",
+                     origin, origin[0] ? ": " : "", c->dir, out, n, newest, out, newest);
+}
+
 /* Rank 0: pick and read the checkpoint to resume from (chosen "" = fresh start). */
 static int choose_(const alig_trainer_t *t, const alig_ckpt_t *c, float *p, float *s, float *v,
                    alig_ckpt_info_t *info, char *chosen, size_t size)
@@ -559,8 +591,10 @@ static int choose_(const alig_trainer_t *t, const alig_ckpt_t *c, float *p, floa
                              c->dir, n, newest);
         return ALIG_OK;
     }
-    if (!strcmp(mode, "auto"))
-        return search_dir_(t, c->dir, 0, p, s, v, info, chosen, size);
+    if (!strcmp(mode, "auto")) {
+        int rc = search_dir_(t, c->dir, 0, p, s, v, info, chosen, size);
+        return rc || chosen[0] ? rc : check_out_dir_(t, c);
+    }
     struct stat st;
     if (stat(mode, &st) == 0 && S_ISDIR(st.st_mode))
         return search_dir_(t, mode, 1, p, s, v, info, chosen, size);

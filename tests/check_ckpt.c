@@ -1457,6 +1457,13 @@ START_TEST(unwritable_directory_or_full_disk_is_an_error_that_keeps_the_previous
 }
 END_TEST
 
+/* size of a file in bytes, -1 when it cannot be read */
+static long file_size_(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1L;
+}
+
 START_TEST(resume_modes_never_path_directory_and_done)
 {
     scratch_();
@@ -1496,6 +1503,20 @@ START_TEST(resume_modes_never_path_directory_and_done)
     ck_assert_int_eq(train_(2, args), 4);
     ck_assert_msg(count_(out_, "nope.h5: cannot open: No such file or directory") == 1, "%s", out_);
     ck_assert_int_eq(train_(2, "--resume"), 2);
+
+    /* auto with a [checkpoint] dir changed away from the run directory's checkpoints:
+     * refused (a fresh start wrote over the earlier run's metrics), metrics untouched */
+    char steps[1024];
+    snprintf(steps, sizeof steps, "%s/part/steps.csv", dir_);
+    long before = file_size_(steps);
+    snprintf(args, sizeof args, "--set run.out_dir=%s/part --set checkpoint.dir=sub", dir_);
+    ck_assert_int_eq(train_(2, args), 4);
+    ck_assert_msg(count_(out_, "--set checkpoint.dir: [checkpoint] dir ") == 1 &&
+                      strstr(out_, "/part/sub holds no checkpoint, but the run directory ") &&
+                      strstr(out_, "/part holds 3 (newest ckpt-00000021.h5) of an earlier run"),
+                  "%s", out_);
+    ck_assert_int_gt(before, 0);
+    ck_assert_int_eq(file_size_(steps), before);
 }
 END_TEST
 
