@@ -359,12 +359,13 @@ static int check_data_order_(const alig_trainer_t *t, const char *path,
     return alig_fail(ALIG_E_CKPT,
                      "%s: saved in the middle of an epoch (after batch %lld of %lld) with seed "
                      "%" PRIu64 ", [data] batch_size %d and %lld training samples; this run has "
-                     "seed %" PRIu64 ", batch_size %d, %lld samples (%lld batches): the data "
-                     "order cannot continue. Restore those settings, or resume from a checkpoint "
-                     "taken at the end of an epoch",
+                     "seed %" PRIu64 ", batch_size %d, %lld samples and drop_last = %s (%lld "
+                     "batches per epoch): the data order cannot continue. Restore those "
+                     "settings, or resume from a checkpoint taken at the end of an epoch",
                      path, (long long)info->batch, (long long)info->batches_per_epoch, info->seed,
                      info->batch_size, (long long)info->train_samples, cfg->seed, cfg->batch_size,
-                     (long long)t->train.n, (long long)t->batches_per_epoch);
+                     (long long)t->train.n, cfg->drop_last ? "true" : "false",
+                     (long long)t->batches_per_epoch);
 }
 
 /* Keys whose change on resume is expected and not worth a warning. */
