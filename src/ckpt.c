@@ -480,13 +480,11 @@ static int search_dir_(const alig_trainer_t *t, const char *dir, int explicit_di
                   "checkpoint",
                   dir, (long long)latest);
         limit = latest;
-        for (int i = 0; i < n; i++)
-            if (files[i].step > latest) {
+        for (int i = 0; i < n; i++) /* each of them (the first only was named) */
+            if (files[i].step > latest)
                 warn_("ignoring %s/%s: newer than what %s/latest names (an interrupted save, or "
                       "the abandoned continuation of a resume from an older checkpoint)",
                       dir, files[i].name, dir);
-                break;
-            }
     } else if (lr < 0) {
         warn_("%s/latest is unreadable or does not name a checkpoint; taking the newest valid "
               "ckpt-<step>.h5",

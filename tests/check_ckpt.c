@@ -817,7 +817,8 @@ START_TEST(unpadded_names_are_ordered_by_step_and_opened_by_their_name)
     /* a copy whose name says 12 but which holds step 11: `latest` (11) wins, the
      * warning names the file as it is called; without `latest` it is read, and
      * the mismatch is reported */
-    snprintf(cmd, sizeof cmd, "cp %s %s/ckpt-12.h5", ckpt_("run", 11), run);
+    snprintf(cmd, sizeof cmd, "cp %s %s/ckpt-12.h5 && cp %s %s/ckpt-13.h5", ckpt_("run", 11), run,
+             ckpt_("run", 11), run);
     ck_assert_int_eq(system(cmd), 0);
     /* the warnings go to stderr: into a file for these two runs */
     char errpath[700];
@@ -831,6 +832,8 @@ START_TEST(unpadded_names_are_ordered_by_step_and_opened_by_their_name)
                                  log, sizeof log),
                      ALIG_OK);
     ck_assert_msg(strstr(log, "/run/ckpt-00000011.h5: step 11,"), "%s", log);
+    snprintf(b, sizeof b, "%s/ckpt-13.h5", run); /* (each file newer than `latest` is named) */
+    ck_assert_int_eq(unlink(b), 0);
     snprintf(b, sizeof b, "%s/latest", run);
     ck_assert_int_eq(unlink(b), 0);
     ck_assert_int_eq(run_inproc_("every_steps = 0\nevery_epochs = 0\nat_end = false\n",
@@ -842,7 +845,8 @@ START_TEST(unpadded_names_are_ordered_by_step_and_opened_by_their_name)
     close(fd);
     char text[4096];
     read_text_(errpath, text, sizeof text);
-    ck_assert_msg(strstr(text, "warning: ignoring ") && strstr(text, "/run/ckpt-12.h5: newer than"),
+    ck_assert_msg(strstr(text, "warning: ignoring ") && strstr(text, "/run/ckpt-12.h5: newer than") &&
+                      strstr(text, "/run/ckpt-13.h5: newer than"),
                   "%s", text);
     ck_assert_msg(strstr(text, "/run/ckpt-12.h5 holds the state after step 11, not 12 as its "
                                "name says"),
