@@ -1021,6 +1021,21 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
                          "%s[eval] batch_size = %d is less than the number of ranks (%d): the "
                          "global evaluation batch must give each rank at least one sample",
                          WHERE("eval.batch_size"), cfg->eval_batch_size, world_size);
+    /* the default data are Fashion-MNIST's IDX files: another format with them left
+     * failed reading a file the user never named (found by a new-user trial) */
+    for (int test = 0; strcmp(cfg->format, "idx") != 0 && test < 2; test++) {
+        const char *v = test ? cfg->test_images : cfg->train_images;
+        const char *dflt = test ? DATA_DIR "t10k-images-idx3-ubyte.gz"
+                                : DATA_DIR "train-images-idx3-ubyte.gz";
+        if (strcmp(v, dflt) == 0)
+            return alig_fail(ALIG_E_CONFIG,
+                             "%s[data] format = %s, but %s_images is the default, Fashion-MNIST's "
+                             "IDX file (%s): set %s_images (and, but for CIFAR, %s_labels) to "
+                             "the %s set in that format%s",
+                             WHERE("data.format"), cfg->format, test ? "test" : "train", v,
+                             test ? "test" : "train", test ? "test" : "train",
+                             test ? "test" : "training", test ? ", or to none" : "");
+    }
     /* CIFAR files carry their labels: [data] *_labels are not used with them */
     int labels_used = strncmp(cfg->format, "cifar", 5) != 0;
     /* images of the user's with Fashion-MNIST's default labels (or the reverse) would

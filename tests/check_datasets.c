@@ -557,11 +557,15 @@ START_TEST(given_normalisation_and_channel_lists)
 }
 END_TEST
 
+#define DEFAULT_TRAIN "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
 START_TEST(config_keys_formats_and_presets)
 {
     alig_config_t cfg;
     alig_config_defaults(&cfg);
-    const char *text = "[data]\nformat = hdf5\nhdf5_images = x_train\nhdf5_labels = y_train\n"
+    const char *text = "[data]\nformat = hdf5\ntrain_images = k.h5\ntrain_labels = k.h5\n"
+                       "test_images = k.h5\ntest_labels = k.h5\n"
+                       "hdf5_images = x_train\nhdf5_labels = y_train\n"
                        "hdf5_test_images = x_test\nhdf5_test_labels = y_test\nhdf5_layout = nhwc\n"
                        "augment_crop = 4\naugment_flip = yes\nnormalize = given\nmean = 0.5\n"
                        "std = 0.25\n[model]\npreset = wrn-16-4\n";
@@ -578,6 +582,22 @@ START_TEST(config_keys_formats_and_presets)
     ck_assert_int_eq(alig_config_validate(&cfg, 2), ALIG_E_CONFIG);
     ck_assert_ptr_nonnull(strstr(alig_error_message(), "set one of them"));
     ck_assert_int_eq(alig_config_set(&cfg, "data.hdf5_layout=chw"), ALIG_E_CONFIG);
+    /* another format with the default (Fashion-MNIST IDX) test files: said before reading
+     * them (a new-user trial got "t10k-images-idx3-ubyte.gz: not an HDF5 file"); the same
+     * for the training files, and none is fine for the test set */
+    alig_config_defaults(&cfg);
+    ck_assert_int_eq(alig_config_parse(&cfg, "[data]\nformat = cifar10\ntrain_images = a.bin\n",
+                                       "f.ini"),
+                     ALIG_OK);
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_E_CONFIG);
+    ck_assert_msg(strstr(alig_error_message(), "f.ini:2: [data] format = cifar10, but test_images "
+                                               "is the default, Fashion-MNIST's IDX file") != NULL,
+                  "%s", alig_error_message());
+    ck_assert_int_eq(alig_config_set(&cfg, "data.test_images=none"), ALIG_OK);
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_OK);
+    ck_assert_int_eq(alig_config_set(&cfg, "data.train_images=" DEFAULT_TRAIN), ALIG_OK);
+    ck_assert_int_eq(alig_config_validate(&cfg, 1), ALIG_E_CONFIG);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "but train_images is the default"));
     ck_assert_int_eq(alig_config_set(&cfg, "data.format=cifar10"), ALIG_OK);
     ck_assert_int_eq(alig_config_set(&cfg, "data.format=svhn"), ALIG_E_CONFIG);
     ck_assert_ptr_nonnull(strstr(alig_error_message(), "idx, cifar10, cifar100, hdf5"));
