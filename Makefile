@@ -127,8 +127,8 @@ reference:
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
-FUZZ_LIB_SRC := src/config.c src/model_spec.c src/data.c src/data_cifar.c src/data_hdf5.c src/error.c \
-                src/rng.c
+FUZZ_LIB_SRC := src/config.c src/model_spec.c src/data.c src/data_cifar.c src/data_gz.c src/data_hdf5.c \
+                src/error.c src/rng.c
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 
 fuzz:

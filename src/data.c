@@ -3,61 +3,16 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
-#include "data-impl.h" /* defines: alig_gz_reason, alig_gz_truncated, alig_data_regular */
+#include "data-impl.h" /* defines: alig_gz_*, alig_data_regular */
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 /* Largest payload we accept: 1 TiB is far beyond any dataset that fits in memory,
  * and keeps every size computation far from int64 overflow. */
 #define IDX_MAX_BYTES ((int64_t)1 << 40)
-
-/* Read exactly n bytes; returns bytes read (< n at EOF) or -1 on error. */
-static int64_t gzread_full_(gzFile f, uint8_t *buf, int64_t n)
-{
-    int64_t got = 0;
-    while (got < n) {
-        int64_t want = n - got;
-        if (want > (1 << 30))
-            want = 1 << 30;
-        int r = gzread(f, buf + got, (unsigned)want);
-        if (r < 0 || (r == 0 && alig_gz_truncated(f)))
-            return -1;
-        if (r == 0)
-            break;
-        got += r;
-    }
-    return got;
-}
-
-int alig_gz_truncated(gzFile f)
-{
-    int errnum = Z_OK;
-    gzerror(f, &errnum);
-    return errnum == Z_BUF_ERROR;
-}
-
-const char *alig_gz_reason(gzFile f, const char *path)
-{
-    int errnum = 0;
-    const char *msg = gzerror(f, &errnum);
-    if (errnum == Z_ERRNO)
-        return strerror(errno);
-    if (errnum == Z_BUF_ERROR) /* zlib: "unexpected end of file" */
-        return "the gzip stream ends early (no end-of-stream trailer): the file is truncated";
-    if (!msg || !*msg)
-        return "read error";
-    /* zlib prefixes its reason with the path given to gzopen ("f.gz: incorrect data
-     * check"); our messages start with the path already (issue #6: "f.gz: f.gz: ...") */
-    size_t n = strlen(path);
-    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
-        msg += n + 2;
-    return *msg ? msg : "read error";
-}
 
 int alig_data_regular(const char *path)
 {
@@ -76,17 +31,14 @@ int alig_data_regular(const char *path)
 int alig_idx_read(const char *path, alig_idx_t *out)
 {
     memset(out, 0, sizeof *out);
-    if (alig_data_regular(path))
-        return ALIG_E_DATA;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return alig_fail(ALIG_E_DATA, "%s: cannot open: %s", path,
-                         errno ? strerror(errno) : "out of memory");
-    int rc = ALIG_OK;
+    alig_gz_t *f;
+    int rc = alig_gz_open(path, &f);
+    if (rc)
+        return rc;
     uint8_t head[4];
-    int64_t got = gzread_full_(f, head, 4);
+    int64_t got = alig_gz_read(f, head, 4);
     if (got < 0) {
-        rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
+        rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f));
         goto done;
     }
     if (got < 4) {
@@ -113,7 +65,7 @@ int alig_idx_read(const char *path, alig_idx_t *out)
         goto done;
     }
     uint8_t dimbytes[16];
-    got = gzread_full_(f, dimbytes, 4 * out->ndim);
+    got = alig_gz_read(f, dimbytes, 4 * out->ndim);
     if (got != 4 * out->ndim) {
         rc = alig_fail(ALIG_E_DATA, "%s: truncated IDX header: %d dimensions need %d bytes, got %lld",
                        path, out->ndim, 4 * out->ndim, (long long)(got < 0 ? 0 : got));
@@ -153,9 +105,9 @@ int alig_idx_read(const char *path, alig_idx_t *out)
             }
             out->data = p;
         }
-        int64_t r = gzread_full_(f, out->data + got, cap - got);
+        int64_t r = alig_gz_read(f, out->data + got, cap - got);
         if (r < 0) {
-            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
+            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f));
             goto done;
         }
         got += r;
@@ -168,16 +120,16 @@ int alig_idx_read(const char *path, alig_idx_t *out)
         goto done;
     }
     uint8_t extra;
-    got = gzread_full_(f, &extra, 1);
+    got = alig_gz_read(f, &extra, 1);
     if (got != 0) {
-        rc = got < 0 ? alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path))
+        rc = got < 0 ? alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f))
                      : alig_fail(ALIG_E_DATA,
                                  "%s: trailing bytes after the %lld data bytes the header promises",
                                  path, (long long)count);
         goto done;
     }
 done:
-    gzclose(f);
+    alig_gz_close(f);
     if (rc != ALIG_OK)
         alig_idx_free(out);
     return rc;

@@ -10,15 +10,13 @@
  */
 #include "alig/data.h"
 #include "alig/error.h"
-#include "data-impl.h" /* alig_gz_reason, alig_gz_truncated, alig_data_regular */
+#include "data-impl.h" /* alig_gz_* */
 
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <zlib.h>
 
 #define CIFAR_PIXELS 3072
 #define CIFAR_MAX_FILES 64
@@ -29,15 +27,12 @@ static int read_all_(const char *path, uint8_t **out, int64_t *size)
 {
     *out = NULL;
     *size = 0;
-    if (alig_data_regular(path))
-        return ALIG_E_DATA;
-    gzFile f = gzopen(path, "rb");
-    if (!f)
-        return alig_fail(ALIG_E_DATA, "%s: cannot open: %s", path,
-                         errno ? strerror(errno) : "out of memory");
+    alig_gz_t *f;
+    int rc = alig_gz_open(path, &f);
+    if (rc)
+        return rc;
     int64_t cap = 0, got = 0;
     uint8_t *buf = NULL;
-    int rc = ALIG_OK;
     for (;;) {
         if (got == cap) {
             if (cap >= CIFAR_MAX_BYTES) {
@@ -54,17 +49,16 @@ static int read_all_(const char *path, uint8_t **out, int64_t *size)
             }
             buf = p;
         }
-        int64_t want = cap - got < (1 << 30) ? cap - got : (1 << 30);
-        int r = gzread(f, buf + got, (unsigned)want);
-        if (r < 0 || (r == 0 && alig_gz_truncated(f))) { /* a cut at a record boundary too */
-            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f, path));
+        int64_t r = alig_gz_read(f, buf + got, cap - got);
+        if (r < 0) { /* a gzip file cut at a record boundary too: its trailer is missing */
+            rc = alig_fail(ALIG_E_DATA, "%s: %s", path, alig_gz_reason(f));
             break;
         }
-        if (r == 0)
-            break;
         got += r;
+        if (got < cap)
+            break; /* the end of the data */
     }
-    gzclose(f);
+    alig_gz_close(f);
     if (rc) {
         free(buf);
         return rc;

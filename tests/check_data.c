@@ -8,6 +8,7 @@
 #include "alig/error.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <math.h>
 #include <string.h>
 #include <unistd.h>
@@ -224,6 +225,81 @@ START_TEST(gzip_cut_at_a_flush_point_is_truncated)
 }
 END_TEST
 
+/* Rewrite the file at p without its last `cut` bytes. */
+static void cut_tail_(const char *p, size_t cut)
+{
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    size_t n = (size_t)ftell(f);
+    rewind(f);
+    uint8_t *buf = malloc(n);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_int_eq(fread(buf, 1, n, f), n);
+    fclose(f);
+    ck_assert_int_gt(n, cut);
+    ck_assert_int_eq(test_write_bytes(p, buf, n - cut), 0);
+    free(buf);
+}
+
+/*
+ * Found by a new-user trial: `head -c -8 f.idx.gz` (the trailer, CRC-32 and length, cut
+ * off; -4 and -1 too) was accepted when the payload was larger than about 32 KiB. zlib's
+ * gzread inflated the last block straight into the reader's buffer, filling it exactly,
+ * and the next call found the input used up and reported a clean end of file without
+ * looking for the trailer, so the CRC was never checked. Small and large IDX images and
+ * labels and CIFAR-10 files, each cut 1, 4 and 8 bytes short, must all be refused.
+ */
+START_TEST(gzip_without_its_trailer_is_truncated)
+{
+    enum { MAX = 3073 * 30 };
+    uint8_t *data = malloc(MAX);
+    ck_assert_ptr_nonnull(data);
+    for (size_t i = 0; i < MAX; i++)
+        data[i] = (uint8_t)((i * 31 + (i >> 3)) % 10); /* valid CIFAR-10 labels everywhere */
+    const char *p = tmp_("notrailer.gz");
+    char want[800];
+    snprintf(want, sizeof want, "%s: the gzip stream ends early (no end-of-stream trailer): "
+             "the file is truncated", p);
+    /* IDX (n, 28, 28) images and (n) labels, small and past 32 KiB; CIFAR-10 records */
+    static const struct {
+        int ndim;
+        uint32_t n;
+    } kinds[] = {{3, 2}, {3, 100}, {1, 1000}, {1, 60000}, {0, 2}, {0, 30}};
+    static const size_t cuts[] = {1, 4, 8};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (size_t c = 0; c < 3; c++) {
+            uint32_t dims[3] = {kinds[k].n, 28, 28};
+            if (kinds[k].ndim) {
+                ck_assert_int_eq(test_write_idx(p, kinds[k].ndim, dims, data, 1), 0);
+            } else {
+                gzFile g = gzopen(p, "wb");
+                ck_assert_ptr_nonnull(g);
+                int size = (int)(3073 * kinds[k].n);
+                ck_assert_int_eq(gzwrite(g, data, (unsigned)size), size);
+                ck_assert_int_eq(gzclose(g), Z_OK);
+            }
+            cut_tail_(p, cuts[c]);
+            int rc;
+            if (kinds[k].ndim) {
+                alig_idx_t idx;
+                rc = alig_idx_read(p, &idx);
+            } else {
+                alig_dataset_t ds;
+                rc = alig_dataset_load_cifar(&ds, p, 10, 1, 0);
+            }
+            ck_assert_msg(rc == ALIG_E_DATA, "%s of %u cut by %zu bytes: rc %d",
+                          kinds[k].ndim == 3   ? "IDX images"
+                          : kinds[k].ndim == 1 ? "IDX labels"
+                                               : "CIFAR-10 records",
+                          kinds[k].n, cuts[c], rc);
+            ck_assert_str_eq(alig_error_message(), want);
+        }
+    free(data);
+    remove(p);
+}
+END_TEST
+
 START_TEST(dataset_load_checks_counts_and_normalises)
 {
     const char *dir = test_tmpdir();
@@ -330,6 +406,7 @@ Suite *data_suite(void)
     tcase_add_test(tc, idx_rejects_corrupt_gzip);
     tcase_add_test(tc, gzip_errors_name_the_file_once);
     tcase_add_test(tc, gzip_cut_at_a_flush_point_is_truncated);
+    tcase_add_test(tc, gzip_without_its_trailer_is_truncated);
     tcase_add_test(tc, dataset_load_checks_counts_and_normalises);
     tcase_add_test(tc, batch_slices_partition_the_batch);
     tcase_add_test(tc, fashion_mnist_if_installed);

@@ -42,8 +42,8 @@ typedef struct {
 } alig_idx_t;
 
 /*
- * Read an IDX file, gzip-compressed or raw (zlib's gzread reads both).
- * Validates the magic (type must be 0x08, unsigned byte), 1..4
+ * Read an IDX file, gzip-compressed or raw (a gzip file must end with its
+ * trailer, whose CRC-32 and length are checked). Validates the magic (type must be 0x08, unsigned byte), 1..4
  * dimensions, each >= 1, a product that does not overflow, and that the
  * payload has exactly that many bytes (no less, no more).
  * Returns ALIG_OK or ALIG_E_DATA (message names the path and the defect).
