@@ -13,7 +13,8 @@
 /*
  * A data file, gzip-compressed or plain (src/data_gz.c). A file that starts with the
  * gzip magic is inflated member after member, as gzip -d does, and must end with a
- * member's trailer (CRC-32 and length, checked); any other file is read as it is.
+ * member's trailer (CRC-32 and length, checked), with no other bytes after it; any
+ * other file is read as it is.
  */
 typedef struct alig_gz alig_gz_t;
 

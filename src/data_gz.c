@@ -8,8 +8,9 @@
  * trailer (CRC-32 and length) was cut off and the last inflate call filled the
  * caller's buffer exactly, its next call found the input used up and reported a
  * clean end of file, so the CRC was never checked (found by a new-user trial: `head
- * -c -8` of an IDX file over about 32 KiB was accepted). Here a gzip file must end
- * with a member's trailer, which inflate checks.
+ * -c -8` of an IDX file over about 32 KiB was accepted), and it skipped whatever
+ * followed the last member. Here a gzip file must end with a member's trailer, which
+ * inflate checks, and nothing but another member may follow a trailer.
  */
 #include "alig/error.h"
 #include "data-impl.h" /* defines: alig_gz_open, alig_gz_read, alig_gz_reason, alig_gz_close */
@@ -20,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -38,9 +40,10 @@ struct alig_gz {
     int fd;
     enum gz_state_ state;
     int eof;            /* read() returned 0 */
+    int64_t read_bytes; /* from the file so far; minus strm.avail_in: where inflate is */
     int inflating;      /* strm was set up by inflateInit2 */
     z_stream strm;
-    char reason[160];
+    char reason[256];
     uint8_t in[GZ_IN_BYTES];
 };
 
@@ -67,6 +70,7 @@ static int fill_(alig_gz_t *g)
         if (r == 0)
             g->eof = 1;
         g->strm.avail_in += (uInt)r;
+        g->read_bytes += r;
         break;
     }
     return 0;
@@ -159,8 +163,20 @@ int64_t alig_gz_read(alig_gz_t *g, void *buf, int64_t n)
                 inflateReset(&g->strm);
                 g->state = GZ_MEMBER;
             } else {
-                /* not gzip: ignored, as zlib's gzread ignores it */
-                g->state = GZ_END;
+                /* zlib's gzread skipped this and `gzip -t` only warns ("trailing garbage
+                 * ignored"); a plain IDX file with bytes after its data is refused, so is
+                 * this (something appended, or two files run together?) */
+                struct stat st;
+                int64_t at = g->read_bytes - g->strm.avail_in;
+                int64_t size = fstat(g->fd, &st) == 0 && st.st_size > at ? (int64_t)st.st_size
+                                                                        : at + g->strm.avail_in;
+                snprintf(g->reason, sizeof g->reason,
+                         "%lld byte%s after the end of the gzip stream (at byte %lld of %lld); "
+                         "expected the file to end there, or another gzip member",
+                         (long long)(size - at), size - at == 1 ? "" : "s", (long long)at,
+                         (long long)size);
+                g->state = GZ_FAILED;
+                return -1;
             }
             continue;
         }

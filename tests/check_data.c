@@ -300,6 +300,123 @@ START_TEST(gzip_without_its_trailer_is_truncated)
 }
 END_TEST
 
+static long file_size_(const char *p)
+{
+    FILE *f = fopen(p, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+/* Append n bytes to the file at p. */
+static void append_(const char *p, const void *bytes, size_t n)
+{
+    FILE *f = fopen(p, "ab");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fwrite(bytes, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Write `size` bytes of data as one more gzip member at the end of p ("ab": appended). */
+static void append_member_(const char *p, const uint8_t *data, int size)
+{
+    gzFile g = gzopen(p, "ab");
+    ck_assert_ptr_nonnull(g);
+    ck_assert_int_eq(gzwrite(g, data, (unsigned)size), size);
+    ck_assert_int_eq(gzclose(g), Z_OK);
+}
+
+/*
+ * Found by a new-user trial: `(cat f.idx.gz; printf GARBAGE) > g.idx.gz` was read as good,
+ * by the IDX and the CIFAR reader alike (zlib's gzread skips what follows the last gzip
+ * member; `gzip -t` says "trailing garbage ignored"). Now it is a data error naming the
+ * file and the bytes. A second gzip member is still read on after the first, as gzip -d
+ * does: an empty one changes nothing, a CIFAR file in two members is its records.
+ */
+START_TEST(gzip_with_bytes_after_its_end_is_refused)
+{
+    enum { MAX = 3073 * 20 };
+    uint8_t *data = malloc(MAX);
+    ck_assert_ptr_nonnull(data);
+    for (size_t i = 0; i < MAX; i++)
+        data[i] = (uint8_t)((i * 31 + (i >> 3)) % 10); /* valid CIFAR-10 labels everywhere */
+    const char *p = tmp_("garbage.gz");
+    /* IDX (n, 28, 28) images and (n) labels, small and past 32 KiB; CIFAR-10 records */
+    static const struct {
+        int ndim;
+        uint32_t n;
+    } kinds[] = {{3, 2}, {3, 60}, {1, 1000}, {1, 60000}, {0, 1}, {0, 20}};
+    /* what follows the gzip stream (a lone 1f is half a gzip magic), after its first
+     * member or after a second, empty one */
+    static const struct {
+        const char *bytes;
+        size_t n;
+        int empty_member;
+    } tails[] = {{"GARBAGE", 7, 0}, {"\0", 1, 0}, {"\x1f", 1, 0}, {"GARBAGE", 7, 1}};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (size_t t = 0; t < sizeof tails / sizeof tails[0]; t++) {
+            uint32_t dims[3] = {kinds[k].n, 28, 28};
+            int cifar = kinds[k].ndim == 0;
+            if (cifar) {
+                remove(p);
+                append_member_(p, data, (int)(3073 * kinds[k].n));
+            } else {
+                ck_assert_int_eq(test_write_idx(p, kinds[k].ndim, dims, data, 1), 0);
+            }
+            if (tails[t].empty_member)
+                append_member_(p, data, 0);
+            long end = file_size_(p);
+            append_(p, tails[t].bytes, tails[t].n);
+            char want[800];
+            snprintf(want, sizeof want,
+                     "%s: %zu byte%s after the end of the gzip stream (at byte %ld of %ld); "
+                     "expected the file to end there, or another gzip member",
+                     p, tails[t].n, tails[t].n == 1 ? "" : "s", end, end + (long)tails[t].n);
+            int rc;
+            if (cifar) {
+                alig_dataset_t ds;
+                rc = alig_dataset_load_cifar(&ds, p, 10, 1, 0);
+            } else {
+                alig_idx_t idx;
+                rc = alig_idx_read(p, &idx);
+            }
+            ck_assert_msg(rc == ALIG_E_DATA, "%s of %u followed by %zu bytes (case %zu): rc %d",
+                          kinds[k].ndim == 3   ? "IDX images"
+                          : kinds[k].ndim == 1 ? "IDX labels"
+                                               : "CIFAR-10 records",
+                          kinds[k].n, tails[t].n, t, rc);
+            ck_assert_str_eq(alig_error_message(), want);
+        }
+
+    /* members after the first are read on: CIFAR-10 records in two members ... */
+    remove(p);
+    append_member_(p, data, 3073);
+    append_member_(p, data + 3073, 2 * 3073);
+    alig_dataset_t ds;
+    ck_assert_int_eq(alig_dataset_load_cifar(&ds, p, 10, 1, 0), ALIG_OK);
+    ck_assert_int_eq(ds.n, 3);
+    ck_assert_int_eq(ds.y[2], data[2 * 3073]);
+    ck_assert_int_eq(ds.x[2 * 3072 + 5], data[2 * 3073 + 6]);
+    alig_dataset_free(&ds);
+    /* ... an IDX file with an empty second member is the same file ... */
+    uint32_t dims[1] = {1000};
+    ck_assert_int_eq(test_write_idx(p, 1, dims, data, 1), 0);
+    append_member_(p, data, 0);
+    alig_idx_t idx;
+    ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_OK);
+    ck_assert_int_eq(idx.count, 1000);
+    alig_idx_free(&idx);
+    /* ... and one with more data has bytes the header does not promise */
+    append_member_(p, data, 1);
+    ck_assert_int_eq(alig_idx_read(p, &idx), ALIG_E_DATA);
+    ck_assert_ptr_nonnull(strstr(alig_error_message(), "trailing bytes after the 1000 data bytes"));
+    free(data);
+    remove(p);
+}
+END_TEST
+
 START_TEST(dataset_load_checks_counts_and_normalises)
 {
     const char *dir = test_tmpdir();
@@ -407,6 +524,7 @@ Suite *data_suite(void)
     tcase_add_test(tc, gzip_errors_name_the_file_once);
     tcase_add_test(tc, gzip_cut_at_a_flush_point_is_truncated);
     tcase_add_test(tc, gzip_without_its_trailer_is_truncated);
+    tcase_add_test(tc, gzip_with_bytes_after_its_end_is_refused);
     tcase_add_test(tc, dataset_load_checks_counts_and_normalises);
     tcase_add_test(tc, batch_slices_partition_the_batch);
     tcase_add_test(tc, fashion_mnist_if_installed);
