@@ -124,6 +124,38 @@ static int open_dataset_(hid_t fid, const char *path, const char *name, const ch
                      key, n.buf[0] ? n.buf : "nothing at the top level");
 }
 
+/*
+ * After H5Dread failed on did ('name' of path, a `what`): ALIG_E_DATA saying which
+ * filter of the dataset's pipeline this libhdf5 lacks, if one does, else ALIG_OK and
+ * the caller says it cannot read. h5py's compression='lzf' is part of h5py, not of
+ * libhdf5; a new-user trial's LZF file was reported as "damaged file?".
+ */
+static int missing_filter_(hid_t did, const char *path, const char *what, const char *name)
+{
+    hid_t dcpl = H5Dget_create_plist(did);
+    int nfilters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : -1;
+    int rc = ALIG_OK;
+    for (int i = 0; i < nfilters && !rc; i++) {
+        unsigned flags = 0, config = 0;
+        size_t nvalues = 0;
+        char fname[80] = "";
+        H5Z_filter_t id = H5Pget_filter2(dcpl, (unsigned)i, &flags, &nvalues, NULL, sizeof fname,
+                                         fname, &config);
+        fname[sizeof fname - 1] = '\0';
+        if (id >= 0 && H5Zfilter_avail(id) == 0) /* < 0: unknown, not a reason we know */
+            rc = alig_fail(ALIG_E_DATA,
+                           "%s: %s '%s' is compressed with filter %d%s%s%s, which this HDF5 "
+                           "library does not have; expected a filter it has (h5py: "
+                           "compression='gzip' or none), or the filter's plugin on "
+                           "HDF5_PLUGIN_PATH",
+                           path, what, name, (int)id, fname[0] ? " (" : "", fname,
+                           fname[0] ? ")" : "");
+    }
+    if (dcpl >= 0)
+        H5Pclose(dcpl);
+    return rc;
+}
+
 static int load_(alig_dataset_t *ds, const char *images_path, const char *images_name,
                  const char *labels_path, const char *labels_name, int nhwc, int64_t limit,
                  const char *const keys[2])
@@ -207,8 +239,10 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
     }
     H5E_END_TRY;
     if (e < 0) {
-        rc = alig_fail(ALIG_E_DATA, "%s: cannot read dataset '%s' (damaged file?)", images_path,
-                       images_name);
+        rc = missing_filter_(di, images_path, "dataset", images_name);
+        if (!rc)
+            rc = alig_fail(ALIG_E_DATA, "%s: cannot read dataset '%s' (damaged file?)",
+                           images_path, images_name);
         goto done;
     }
 
@@ -264,8 +298,10 @@ static int load_(alig_dataset_t *ds, const char *images_path, const char *images
     }
     H5E_END_TRY;
     if (e < 0) {
-        rc = alig_fail(ALIG_E_DATA, "%s: cannot read labels dataset '%s'", labels_path,
-                       labels_name);
+        rc = missing_filter_(dl, labels_path, "labels dataset", labels_name);
+        if (!rc)
+            rc = alig_fail(ALIG_E_DATA, "%s: cannot read labels dataset '%s'", labels_path,
+                           labels_name);
         goto done;
     }
     ds->y = alig_malloc(sizeof(int32_t) * (size_t)n, "labels");
