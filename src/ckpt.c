@@ -833,6 +833,12 @@ int alig_ckpt_save(alig_trainer_t *t, const char *why, FILE *log)
     int root = alig_comm_rank(t->comm) == 0;
     double t0 = alig_time();
     alig_trainer_gather_state(t); /* each rank's share of the momentum, for rank 0 to write */
+    /* the metrics rows up to this step go to disk before the checkpoint does: a resume
+     * from it recomputes only the later steps (a new-user trial killed a run after the
+     * every_steps checkpoints 100, 200 and 300 and lost rows 10..300 for good: stdio
+     * still held them) */
+    if (root)
+        alig_metrics_sync(&t->metrics);
     int64_t bytes = 0;
     char final[CK_PATH_MAX] = "";
     int rc = root ? save_atomic_(c, t, &bytes, final, sizeof final) : ALIG_OK;

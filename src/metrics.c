@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static const char steps_header_[] =
     "step,epoch,loss,step_size,step_unclipped,clipped,grad_norm\n";
@@ -112,11 +113,12 @@ int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, 
  * end a training run: warn once, naming the file, and write no more rows to it
  * (a row after a lost one would leave a torn line). Checkpoints go on.
  */
-static void check_(FILE **f, const char *path, int flush)
+static void check_(FILE **f, const char *path, int flush, int sync)
 {
     if (flush)
         fflush(*f);
-    if (!ferror(*f))
+    /* fsync's EINVAL: not a file that can be synced (a device); nothing is lost */
+    if (!ferror(*f) && (!sync || fsync(fileno(*f)) == 0 || errno == EINVAL))
         return;
     int e = errno;
     fprintf(stderr, "alig-train: warning: %s: cannot write: %s; no more rows go to this file "
@@ -132,7 +134,7 @@ void alig_metrics_step(alig_metrics_t *mt, const alig_metrics_step_t *r)
     errno = 0;
     fprintf(mt->steps, "%" PRId64 ",%" PRId64 ",%.9g,%.9g,%.9g,%d,%.9g\n", r->step, r->epoch,
             r->loss, r->step_size, r->step_unclipped, r->clipped, r->grad_norm);
-    check_(&mt->steps, mt->steps_path, 0);
+    check_(&mt->steps, mt->steps_path, 0, 0);
 }
 
 void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *r)
@@ -147,17 +149,26 @@ void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *r)
             r->step_min, r->step_max, r->clipped_frac, r->weight_norm, r->seconds,
             r->samples_per_s, r->skipped, r->peak_rss_mb);
     /* an epoch row is rare and precious: flush both files so a crash loses nothing before it */
-    check_(&mt->epochs, mt->epochs_path, 1);
+    check_(&mt->epochs, mt->epochs_path, 1, 0);
     if (mt->steps)
-        check_(&mt->steps, mt->steps_path, 1);
+        check_(&mt->steps, mt->steps_path, 1, 0);
+}
+
+void alig_metrics_sync(alig_metrics_t *mt)
+{
+    errno = 0;
+    if (mt->steps)
+        check_(&mt->steps, mt->steps_path, 1, 1);
+    if (mt->epochs)
+        check_(&mt->epochs, mt->epochs_path, 1, 1);
 }
 
 void alig_metrics_close(alig_metrics_t *mt)
 {
     if (mt->steps)
-        check_(&mt->steps, mt->steps_path, 1);
+        check_(&mt->steps, mt->steps_path, 1, 0);
     if (mt->epochs)
-        check_(&mt->epochs, mt->epochs_path, 1);
+        check_(&mt->epochs, mt->epochs_path, 1, 0);
     if (mt->steps)
         fclose(mt->steps);
     if (mt->epochs)

@@ -1,6 +1,7 @@
 /*
  * check_metrics.c -- metrics files: header, rows, and the trim on resume
- * that keeps every step exactly once.
+ * that keeps every step exactly once; a full disk; and, with alig-train
+ * itself (tcase "run"), the rows that a checkpoint must keep through a kill -9.
  */
 #include "check_suites.h"
 
@@ -170,6 +171,62 @@ START_TEST(a_failed_write_warns_once_and_stops_the_file)
 }
 END_TEST
 
+/* The steps of steps.csv's rows, in file order, into steps[]; their count. */
+static int row_steps_(const char *csv, int *steps, int cap)
+{
+    int n = 0;
+    for (const char *p = strchr(csv, '\n'); p && p[1] && n < cap; p = strchr(p + 1, '\n'))
+        steps[n++] = atoi(p + 1);
+    return n;
+}
+
+/*
+ * Found by a new-user trial: a run killed (kill -9) after its every_steps checkpoints at
+ * 100, 200 and 300 left steps.csv with its header only: the rows were still in stdio's
+ * buffer. The resumed run went on from step 300, so rows 10..300 were gone for good. Now
+ * the files are flushed (and fsync'ed) before every checkpoint. Here: a row every step,
+ * a checkpoint every 4 steps and none at epoch ends (whose row flushes the files anyway),
+ * rank 0 killed during step 11 (test hook ALIG_TEST_FAULT), after the checkpoint of step 8
+ * and before any epoch ended (12 steps each); then a resume to the end.
+ */
+START_TEST(rows_up_to_a_checkpoint_survive_a_kill_and_the_resume_adds_the_rest)
+{
+    snprintf(dir_, sizeof dir_, "%s/alig-metrics-kill-%d", test_tmpdir(), (int)getpid());
+    char cmd[8192], out[16384];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir_);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(test_make_dataset(dir_, "m", 120, 5, 5, 4, 9), 0); /* 12 steps of 10 */
+    const char *bin = getenv("ALIG_BIN") && *getenv("ALIG_BIN") ? getenv("ALIG_BIN") : "bin";
+    char run[4096];
+    snprintf(run, sizeof run,
+             "%s/alig-train /dev/null --set run.epochs=2 --set run.out_dir=%s/run "
+             "--set run.metrics_every=1 --set run.threads=1 --set data.train_images=%s/m-images.idx "
+             "--set data.train_labels=%s/m-labels.idx --set data.test_images=none "
+             "--set data.test_labels=none --set data.batch_size=10 "
+             "--set 'model.layers=dense 8, relu, dense 4' --set checkpoint.every_steps=4 "
+             "--set checkpoint.every_epochs=0",
+             bin, dir_, dir_, dir_);
+    snprintf(cmd, sizeof cmd, "ALIG_TEST_FAULT=kill:11:0 %s", run);
+    int rc = test_run(cmd, 60, out, sizeof out, NULL);
+    ck_assert_msg(rc == 128 + 9 && strstr(out, "checkpoint: step 8 ->"), "exit %d:\n%s", rc, out);
+    snprintf(dir_ + strlen(dir_), sizeof dir_ - strlen(dir_), "/run");
+    int steps[64];
+    int n = row_steps_(slurp_("steps.csv"), steps, 64);
+    ck_assert_msg(n >= 8, "steps.csv holds %d rows after the kill, not those of steps 1..8:\n%s",
+                  n, slurp_("steps.csv"));
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(steps[i], i + 1);
+
+    /* the resume starts from the checkpoint of step 8: every step once, in order */
+    rc = test_run(run, 60, out, sizeof out, NULL);
+    ck_assert_msg(rc == 0 && strstr(out, "ckpt-00000008.h5: step 8"), "exit %d:\n%s", rc, out);
+    n = row_steps_(slurp_("steps.csv"), steps, 64);
+    ck_assert_msg(n == 24, "%d rows:\n%s", n, slurp_("steps.csv"));
+    for (int i = 0; i < n; i++)
+        ck_assert_int_eq(steps[i], i + 1);
+}
+END_TEST
+
 Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -177,6 +234,11 @@ Suite *metrics_suite(void)
     tcase_add_test(tc, rows_and_resume_trim);
     tcase_add_test(tc, unwritable_directory_is_an_error);
     tcase_add_test(tc, a_failed_write_warns_once_and_stops_the_file);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("run"); /* alig-train itself, one process */
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, rows_up_to_a_checkpoint_survive_a_kill_and_the_resume_adds_the_rest);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -53,6 +53,16 @@ typedef struct {
 int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, int mid_epoch);
 void alig_metrics_step(alig_metrics_t *mt, const alig_metrics_step_t *row);
 void alig_metrics_epoch(alig_metrics_t *mt, const alig_metrics_epoch_t *row);
+
+/*
+ * Flush both files and fsync them, so the rows written so far survive a crash
+ * of the process or of the machine. alig_ckpt_save calls it before it writes a
+ * checkpoint: a resume recomputes only the steps after the checkpoint's, so
+ * the rows up to it must be on disk whenever the checkpoint is. A file that
+ * fails is warned of and gets no more rows, as after a failed write.
+ */
+void alig_metrics_sync(alig_metrics_t *mt);
+
 void alig_metrics_close(alig_metrics_t *mt);
 
 /* mkdir -p. Returns ALIG_OK or ALIG_E_CKPT naming the directory. */
