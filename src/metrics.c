@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdio_ext.h> /* __fpurge */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -81,7 +82,7 @@ static FILE *open_trimmed_(const char *path, const char *header, int col, int64_
         errno = e;
         return NULL;
     }
-    return fopen(path, "a");
+    return fopen(path, "a+"); /* a+: readable too, for cut_torn_row_ */
 }
 
 int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, int mid_epoch)
@@ -109,9 +110,44 @@ int alig_metrics_open(alig_metrics_t *mt, const char *dir, int64_t resume_step, 
 }
 
 /*
+ * Cut the file back to just after its last '\n'. It held whole rows only before
+ * this process appended (open_trimmed_ keeps complete lines), and a failed write
+ * stores a prefix of what was given, so whatever follows the last '\n' is the
+ * start of a row. Returns 0 or an errno.
+ */
+static int cut_torn_row_(int fd)
+{
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return errno;
+    if (!S_ISREG(st.st_mode)) /* a device (/dev/full in the tests): nothing to cut */
+        return 0;
+    char buf[4096];
+    off_t end = st.st_size;
+    while (end > 0) {
+        off_t from = end > (off_t)sizeof buf ? end - (off_t)sizeof buf : 0;
+        ssize_t n = pread(fd, buf, (size_t)(end - from), from);
+        if (n != end - from)
+            return n < 0 ? errno : EIO;
+        while (n > 0 && buf[n - 1] != '\n')
+            n--;
+        if (n > 0) {
+            end = from + n;
+            break;
+        }
+        end = from;
+    }
+    return end == st.st_size || ftruncate(fd, end) == 0 ? 0 : errno;
+}
+
+/*
  * A metrics file that cannot be written (disk full, quota, I/O error) must not
  * end a training run: warn once, naming the file, and write no more rows to it
- * (a row after a lost one would leave a torn line). Checkpoints go on.
+ * (a row after a lost one would leave a torn line). Checkpoints go on. A write
+ * that failed part-way left the start of a row at the end of the file (a
+ * new-user trial's full disk: "88,9,0.335470886,0.1,0.413500206,1,"): the
+ * unwritten rest of stdio's buffer is dropped, not written by fclose when space
+ * is back, and the file is cut back to its last complete row.
  */
 static void check_(FILE **f, const char *path, int flush, int sync)
 {
@@ -121,8 +157,13 @@ static void check_(FILE **f, const char *path, int flush, int sync)
     if (!ferror(*f) && (!sync || fsync(fileno(*f)) == 0 || errno == EINVAL))
         return;
     int e = errno;
+    __fpurge(*f);
+    int cut = cut_torn_row_(fileno(*f));
     fprintf(stderr, "alig-train: warning: %s: cannot write: %s; no more rows go to this file "
             "(training and checkpoints go on)\n", path, e ? strerror(e) : "I/O error");
+    if (cut)
+        fprintf(stderr, "alig-train: warning: %s: cannot remove its last, incomplete row: %s "
+                "(a resume drops it)\n", path, strerror(cut));
     fclose(*f);
     *f = NULL;
 }

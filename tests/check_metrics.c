@@ -9,9 +9,11 @@
 #include "alig/metrics.h"
 
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 static char dir_[512];
@@ -34,6 +36,14 @@ static int lines_(const char *s)
     int n = 0;
     for (; *s; s++)
         n += *s == '\n';
+    return n;
+}
+
+static int count_(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
     return n;
 }
 
@@ -171,6 +181,70 @@ START_TEST(a_failed_write_warns_once_and_stops_the_file)
 }
 END_TEST
 
+/*
+ * Found by a new-user trial: at disk full the last row of steps.csv was torn (the file
+ * ended "88,9,0.335470886,0.1,0.413500206,1,"): the write of stdio's buffer stored what
+ * fitted. Now the file is cut back to its last complete row. A file-size limit stands in
+ * for the disk that fills part-way through a write (setrlimit, SIGXFSZ ignored as
+ * alig-train does): a write past it stores the bytes below the limit and fails with EFBIG.
+ * 2990 bytes falls in the middle of row 99 (bytes 2970 to 3000 of the file).
+ */
+START_TEST(a_write_cut_short_leaves_no_torn_row)
+{
+    snprintf(dir_, sizeof dir_, "%s/alig-metrics-fsize-%d", test_tmpdir(), (int)getpid());
+    char log[700];
+    snprintf(log, sizeof log, "%s.stderr", dir_);
+    alig_metrics_t mt;
+    ck_assert_int_eq(alig_metrics_open(&mt, dir_, -1, 0), ALIG_OK);
+    struct rlimit old, low;
+    ck_assert_int_eq(getrlimit(RLIMIT_FSIZE, &old), 0);
+    low = old;
+    low.rlim_cur = 2990;
+    fflush(stderr);
+    int saved = dup(2);
+    FILE *err = fopen(log, "w");
+    ck_assert_ptr_nonnull(err);
+    dup2(fileno(err), 2);
+    void (*xfsz)(int) = signal(SIGXFSZ, SIG_IGN);
+    /* no ck_assert until the limit is lifted: Check records each in its message file */
+    setrlimit(RLIMIT_FSIZE, &low);
+    for (int i = 0; i < 400 && mt.steps; i++) {
+        alig_metrics_step_t r = {.step = i + 1, .epoch = 1, .loss = 1.0 / (i + 1),
+                                 .step_size = 0.1, .step_unclipped = 0.25, .clipped = 1,
+                                 .grad_norm = 3.0};
+        alig_metrics_step(&mt, &r);
+    }
+    int stopped = mt.steps == NULL;
+    alig_metrics_close(&mt);
+    setrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, xfsz);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    fclose(err);
+    ck_assert_msg(stopped, "steps.csv still open after a failed write");
+    const char *s = slurp_("steps.csv");
+    size_t n = strlen(s);
+    ck_assert_msg(n == 2970 && s[n - 1] == '\n',
+                  "steps.csv (%zu bytes) does not end with a complete row: ...%s", n,
+                  s + (n > 60 ? n - 60 : 0));
+    int rows = 0;
+    for (const char *p = strchr(s, '\n'); p[1]; p = strchr(p + 1, '\n')) {
+        rows++;
+        char want[64];
+        int len = snprintf(want, sizeof want, "%d,1,%.9g,0.1,0.25,1,3\n", rows, 1.0 / rows);
+        ck_assert_msg(strncmp(p + 1, want, (size_t)len) == 0, "row %d: %.40s", rows, p + 1);
+    }
+    char text[4096];
+    FILE *f = fopen(log, "r");
+    ck_assert_ptr_nonnull(f);
+    text[fread(text, 1, sizeof text - 1, f)] = '\0';
+    fclose(f);
+    ck_assert_msg(count_(text, "steps.csv: cannot write: File too large; no more rows go to this "
+                               "file") == 1 && !strstr(text, "incomplete row"), "%s", text);
+}
+END_TEST
+
 /* The steps of steps.csv's rows, in file order, into steps[]; their count. */
 static int row_steps_(const char *csv, int *steps, int cap)
 {
@@ -234,6 +308,7 @@ Suite *metrics_suite(void)
     tcase_add_test(tc, rows_and_resume_trim);
     tcase_add_test(tc, unwritable_directory_is_an_error);
     tcase_add_test(tc, a_failed_write_warns_once_and_stops_the_file);
+    tcase_add_test(tc, a_write_cut_short_leaves_no_torn_row);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("run"); /* alig-train itself, one process */

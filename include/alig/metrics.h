@@ -16,7 +16,8 @@
 #include <stdio.h>
 
 typedef struct {
-    FILE *steps;   /* NULL when closed (ranks other than 0), or after a write failed */
+    FILE *steps;   /* NULL when closed (ranks other than 0), or after a write failed (the
+                    * file then ends with its last complete row) */
     FILE *epochs;
     char steps_path[4200], epochs_path[4200]; /* for the warning when a write fails */
 } alig_metrics_t;
