@@ -572,6 +572,61 @@ START_TEST(compare_optimizers_reports_a_failed_run)
 END_TEST
 
 /*
+ * Found by a new-user trial: `launch/plot.sh /nonexistent` created /nonexistent before it
+ * found no steps.csv there, and a run whose steps.csv held only its header ([run]
+ * metrics_every = 0) ended in gnuplot's own errors ("x range is invalid") and exit 1. Now
+ * the arguments are checked before anything is created, and a file with nothing to plot
+ * is named and its run left out of that file's figures; with nothing to plot at all, exit
+ * 3. A stand-in gnuplot first on PATH keeps the script it is given, so none is needed.
+ */
+START_TEST(plot_sh_checks_before_it_creates_and_names_files_without_rows)
+{
+    setup_();
+    char cmd[8192], path[700], want[1200];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/fakebin && printf '#!/bin/sh\\ncat > %s/gnuplot.in\\n' "
+             "> %s/fakebin/gnuplot && chmod +x %s/fakebin/gnuplot", dir_, dir_, dir_, dir_);
+    ck_assert_int_eq(system(cmd), 0);
+    /* not a run directory: neither it nor -o's directory is created */
+    snprintf(cmd, sizeof cmd, "PATH=%s/fakebin:$PATH launch/plot.sh %s/none", dir_, dir_);
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 3);
+    snprintf(want, sizeof want, "plot.sh: %s/none/steps.csv: missing or empty", dir_);
+    ck_assert_msg(strstr(out_, want), "%s", out_);
+    snprintf(cmd, sizeof cmd, "PATH=%s/fakebin:$PATH launch/plot.sh -o %s/pngs %s/none", dir_,
+             dir_, dir_);
+    ck_assert_int_eq(test_run(cmd, 30, out_, sizeof out_, NULL), 3);
+    snprintf(path, sizeof path, "%s/none", dir_);
+    ck_assert_msg(access(path, F_OK) != 0, "plot.sh created %s", path);
+    snprintf(path, sizeof path, "%s/pngs", dir_);
+    ck_assert_msg(access(path, F_OK) != 0, "plot.sh created %s", path);
+
+    /* metrics_every = 0 and no test set: steps.csv has its header only, epochs.csv no
+     * test accuracy (nan): nothing to plot */
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set run.max_steps=2 --set run.metrics_every=0 "
+             "--set run.out_dir=%s/m0 && PATH=%s/fakebin:$PATH launch/plot.sh -o %s/pngs %s/m0",
+             bin_(), cfg_, dir_, dir_, dir_, dir_);
+    int rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 3, "exit %d:\n%s", rc, out_);
+    snprintf(want, sizeof want, "plot.sh: %s/m0/steps.csv has no rows ([run] metrics_every = 0, "
+             "or no step yet): %s/m0 is left out of loss.png and step_size.png", dir_, dir_);
+    ck_assert_msg(strstr(out_, want) && strstr(out_, "/m0/epochs.csv has no test accuracy") &&
+                      strstr(out_, "plot.sh: nothing to plot"), "%s", out_);
+    ck_assert_msg(access(path, F_OK) != 0, "plot.sh created %s", path);
+    /* with a test set: the test accuracy alone is plotted */
+    snprintf(cmd, sizeof cmd, "%s/alig-train %s --set run.max_steps=2 --set run.metrics_every=0 "
+             "--set run.out_dir=%s/m0t --set data.test_images=%s/f-images.idx "
+             "--set data.test_labels=%s/f-labels.idx && "
+             "PATH=%s/fakebin:$PATH launch/plot.sh -o %s/pngs %s/m0t && cat %s/gnuplot.in",
+             bin_(), cfg_, dir_, dir_, dir_, dir_, dir_, dir_, dir_);
+    rc = test_run(cmd, 60, out_, sizeof out_, NULL);
+    ck_assert_msg(rc == 0, "exit %d:\n%s", rc, out_);
+    snprintf(want, sizeof want, "plot.sh: wrote %s/pngs/test_accuracy.png\n", dir_);
+    ck_assert_msg(strstr(out_, "/m0t/steps.csv has no rows") && strstr(out_, want) &&
+                      strstr(out_, "/m0t/epochs.csv\" using \"epoch\":\"test_acc\"") &&
+                      !strstr(out_, "steps.csv\" using"), "%s", out_);
+}
+END_TEST
+
+/*
  * Found by a new-user trial: a SIGTERM to run-until-done.sh while it paused before a
  * restart only set a flag that nothing read, and the script started the next attempt
  * and trained to the end. Now the stop ends the pause at once, with the failed
@@ -751,6 +806,7 @@ Suite *faults_suite(void)
     tcase_add_test(tc, ranks_sharing_cpus_are_told_so);
     tcase_add_test(tc, run_until_done_stops_during_the_restart_pause);
     tcase_add_test(tc, compare_optimizers_reports_a_failed_run);
+    tcase_add_test(tc, plot_sh_checks_before_it_creates_and_names_files_without_rows);
     tcase_add_test(tc, a_checkpoint_too_big_for_memory_is_foretold);
     tcase_add_test(tc, a_stop_signal_during_start_up_checkpoints);
     tcase_add_test(tc, bench_tools_check_their_arguments);
