@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Plot one or more run directories, overlaid: training loss (log scale),
-# test accuracy and step size over steps. Uses gnuplot (Debian gnuplot-nox).
+# test accuracy and step size over steps. Uses gnuplot (Debian gnuplot-nox),
+# and installs it (launch/install-deps.sh --plot) when it is missing.
 #
 #   launch/plot.sh [-o OUTDIR] RUN_DIR [RUN_DIR...]
 #
@@ -55,7 +56,10 @@ if [ ${#STEP_RUNS[@]} -eq 0 ] && [ ${#ACC_RUNS[@]} -eq 0 ]; then
     exit 3
 fi
 mkdir -p "$out" 2>/dev/null || { echo "plot.sh: -o: cannot create the output directory '$out'" >&2; exit 2; }
-command -v gnuplot >/dev/null || "$here/install-deps.sh" --plot
+if ! command -v gnuplot >/dev/null; then
+    echo "plot.sh: gnuplot is not installed; installing it (launch/install-deps.sh --plot)" >&2
+    "$here/install-deps.sh" --plot
+fi
 
 # gnuplot plot clauses, one per run: file xcol ycol run...
 plots() {
