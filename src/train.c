@@ -275,6 +275,7 @@ static int setup_reduce_(alig_trainer_t *t)
         alig_model_use_grads(m, alig_comm_shm_alloc(t->comm, m->n_reduce));
         alig_model_use_params(m, alig_comm_shm_alloc(t->comm, m->n_params));
         t->shm = 1;
+        t->shm_nodes = nodes;
         /* this rank's share: whole blocks, so that its blocks' norms are the plain ones */
         int64_t nb = alig_n_blocks(m->n_params);
         alig_comm_node_slice(t->comm, alig_comm_local_rank(t->comm), m->n_reduce, ALIG_BLOCK,
@@ -307,6 +308,26 @@ static int setup_reduce_(alig_trainer_t *t)
                  t->n_buckets, t->cfg->overlap ? ", overlapped with backward" : " after backward",
                  why);
     return ALIG_OK;
+}
+
+/*
+ * reduce = shm on one node: this rank's share of the sums, block by block, each block's
+ * norm taken while it is still in cache (alig_optim_norm2_range marks it done, so the
+ * norm pass skips it): the shard is not read from memory a second time. With several
+ * nodes the sums are final only after the MPI reduction across them.
+ */
+static void shm_sum_and_norms_(alig_trainer_t *t)
+{
+    alig_model_t *m = &t->model;
+    if (t->shm_nodes > 1) {
+        alig_comm_shm_sum(t->comm, m->grads, t->shard_lo, t->shard_hi);
+        return;
+    }
+    for (int64_t s = t->shard_lo; s < t->shard_hi; s += ALIG_BLOCK) {
+        int64_t e = s + ALIG_BLOCK < t->shard_hi ? s + ALIG_BLOCK : t->shard_hi;
+        alig_comm_shm_sum(t->comm, m->grads, s, e);
+        alig_optim_norm2_range(&t->optim, m->grads, s, e);
+    }
 }
 
 /* reduce = shm: every rank's block sums in optim.partials, from the blocks' owners */
@@ -680,7 +701,7 @@ int alig_trainer_step(alig_trainer_t *t, alig_step_info_t *info)
     double t3 = alig_time();
     if (reduce && t->shm) { /* this rank's share of the sums, then the tail from its owner */
         alig_comm_shm_fence(t->comm);
-        alig_comm_shm_sum(t->comm, m->grads, t->shard_lo, t->shard_hi);
+        shm_sum_and_norms_(t);
         alig_comm_shm_fence(t->comm);
         alig_comm_shm_fetch(t->comm, m->grads, m->n_params, m->n_reduce, ALIG_BLOCK, m->n_reduce);
     } else if (reduce) {
