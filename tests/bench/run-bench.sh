@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark harness (make bench): alig-train against PyTorch on the same model,
-# batch, data (Fashion-MNIST in memory) and cores, alternating runs, medians.
+# batch, data (Fashion-MNIST in memory) and cores, alternating runs, medians
+# (of the speeds, and of each repeat's own ratios).
 #
 #   tests/bench/run-bench.sh [REPEATS] [STEPS]
 #   (BENCH_MODELS="mlp cnn" and BENCH_SETTINGS="1core 2cores 2ranks" pick a subset)
@@ -109,10 +110,13 @@ for model in ${BENCH_MODELS:-mlp cnn}; do
         tm=$(printf '%s\n' "${t[@]}" | median)
         gl=$(printf '%s\n' "${g[@]}" | median)
         wm=$(printf '%s\n' "${wl[@]}" | median)
+        # the ratios: medians of each repeat's own ratio, its runs taken side by side, so
+        # that the machine's speed, which drifts over minutes here, cancels out
+        paired() { for ((r = 0; r < reps; r++)); do
+                       awk -v a="${a[r]}" -v b="$1" 'BEGIN {print a/b}'; shift; done | median; }
         printf '%-4s %-7s %12.0f %12.0f %8.2f %12.0f %10.2f %11.0f %10.2f %s\n' "$model" "$setting" \
-            "$am" "$tm" "$(awk -v a="$am" -v b="$tm" 'BEGIN {print a/b}')" "$gl" \
-            "$(awk -v a="$am" -v b="$gl" 'BEGIN {print a/b}')" "$wm" \
-            "$(awk -v a="$am" -v b="$wm" 'BEGIN {print a/b}')" "intra=${best_c% *},blas=${best_c#* }"
+            "$am" "$tm" "$(paired "${t[@]}")" "$gl" "$(paired "${g[@]}")" "$wm" \
+            "$(paired "${wl[@]}")" "intra=${best_c% *},blas=${best_c#* }"
         grep -h "^run: \|^parallel" "$out/alig-$model-$setting.log" | sed 's/^/    /' || true
     done
 done
