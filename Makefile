@@ -89,7 +89,11 @@ $(BUILD)/obj $(BUILD)/obj/tests $(BUILD)/tests $(BIN):
 	mkdir -p $@
 
 tests: $(BIN)/alig-train $(TEST_BIN) $(MPI_TEST_BIN) $(BUILD)/tests/gemm_limit $(BUILD)/tests/allreduce_bench \
-       $(BUILD)/tests/optim_bench
+       $(BUILD)/tests/optim_bench $(BUILD)/tests/gemm_calls.so
+
+# an LD_PRELOAD library timing a program's cblas_sgemm calls (tests/bench/gemm_calls.c)
+$(BUILD)/tests/gemm_calls.so: tests/bench/gemm_calls.c | $(BUILD)/tests
+	$(CC) $(CFLAGS) -shared -fPIC $< -ldl -lpthread -o $@
 
 $(BUILD)/tests/%: tests/bench/%.c $(LIB) | $(BUILD)/tests
 	$(CC) $(CFLAGS) $< $(LIB) $(LDLIBS) -o $@
