@@ -1,7 +1,7 @@
 /*
  * gemm_calls.c -- time every cblas_sgemm call of a program, by shape: an
  * LD_PRELOAD library for comparing the GEMMs inside a training step with the
- * same calls in gemm_limit's loop (docs/performance.md, "The GEMMs in the step").
+ * same calls in gemm_limit's loop (docs/performance.md, seventh session).
  *
  *   LD_PRELOAD=build/tests/gemm_calls.so bin/alig-train my.ini --set run.max_steps=300
  *   LD_PRELOAD=build/tests/gemm_calls.so build/tests/gemm_limit "dense 1024, ..." 1 28 28 128 1 100
