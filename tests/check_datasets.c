@@ -667,6 +667,7 @@ START_TEST(config_keys_formats_and_presets)
     /* another format with the default (Fashion-MNIST IDX) test files: said before reading
      * them (a new-user trial got "t10k-images-idx3-ubyte.gz: not an HDF5 file"); the same
      * for the training files, and none is fine for the test set */
+    alig_config_free(&cfg);
     alig_config_defaults(&cfg);
     ck_assert_int_eq(alig_config_parse(&cfg, "[data]\nformat = cifar10\ntrain_images = a.bin\n",
                                        "f.ini"),
