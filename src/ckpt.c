@@ -709,10 +709,7 @@ static int resume_(alig_trainer_t *t, FILE *log)
                 chosen, (long long)t->step, (long long)t->epoch + 1, (long long)t->batch,
                 (long long)t->batches_per_epoch, info.world_size);
         fflush(log);
-        const char *bn = NULL; /* batch norm's statistics are each rank's slice's */
-        for (int i = 0; i < t->model.n_layers && !bn; i++)
-            if (t->model.layers[i].kind == ALIG_LAYER_BN)
-                bn = t->model.layers[i].name;
+        const char *bn = alig_model_first_bn(&t->model);
         if (info.world_size != world && bn)
             warn_("%s was written by %d rank(s), this run has %d: elastic resume with the same "
                   "global batch (%d) and data order, but layer %s normalises over each rank's "

@@ -724,8 +724,6 @@ static int find_extra_(hid_t g, const char *prefix, int depth, const alig_tensor
     return 0;
 }
 
-/* Read the tensors ts[0..n) from <group>/<name> into base, checking that
- * each exists with its shape and that nothing else is under the group. */
 /*
  * A tensor read from a file holds finite values only: alig-train never writes another
  * (a non-finite step stops or is skipped), but a [checkpoint] init file from elsewhere
@@ -741,6 +739,8 @@ static int check_finite_(const char *path, const char *name, const float *x, int
     return ALIG_OK;
 }
 
+/* Read the tensors ts[0..n) from <group>/<name> into base, checking that
+ * each exists with its shape and finite values, and that nothing else is under the group. */
 static int read_tensors_(hid_t file, const char *path, const char *group, const alig_tensor_t *ts,
                          int n, float *base, int *mismatch)
 {

@@ -1024,7 +1024,7 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
     /* the default data are Fashion-MNIST's IDX files: another format with them left
      * failed reading a file the user never named (found by a new-user trial) */
     for (int test = 0; strcmp(cfg->format, "idx") != 0 && test < 2; test++) {
-        const char *v = test ? cfg->test_images : cfg->train_images;
+        const char *v = test ? cfg->test_images : cfg->train_images, *set = test ? "test" : "train";
         const char *dflt = test ? DATA_DIR "t10k-images-idx3-ubyte.gz"
                                 : DATA_DIR "train-images-idx3-ubyte.gz";
         if (strcmp(v, dflt) == 0)
@@ -1032,8 +1032,7 @@ int alig_config_validate(const alig_config_t *cfg, int world_size)
                              "%s[data] format = %s, but %s_images is the default, Fashion-MNIST's "
                              "IDX file (%s): set %s_images (and, but for CIFAR, %s_labels) to "
                              "the %s set in that format%s",
-                             WHERE("data.format"), cfg->format, test ? "test" : "train", v,
-                             test ? "test" : "train", test ? "test" : "train",
+                             WHERE("data.format"), cfg->format, set, v, set, set,
                              test ? "test" : "training", test ? ", or to none" : "");
     }
     /* CIFAR files carry their labels: [data] *_labels are not used with them */

@@ -501,6 +501,14 @@ void alig_model_backward(alig_model_t *m, int64_t n, const int32_t *y)
     }
 }
 
+const char *alig_model_first_bn(const alig_model_t *m)
+{
+    for (int i = 0; i < m->n_layers; i++)
+        if (m->layers[i].kind == ALIG_LAYER_BN)
+            return m->layers[i].name;
+    return NULL;
+}
+
 int alig_model_find_tensor(const alig_model_t *m, const char *name)
 {
     for (int i = 0; i < m->n_tensors; i++)

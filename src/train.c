@@ -156,10 +156,7 @@ static int setup_parallel_(alig_trainer_t *t)
 {
     const alig_config_t *cfg = t->cfg;
     alig_model_t *m = &t->model;
-    const char *bn = NULL;
-    for (int i = 0; i < m->n_layers && !bn; i++)
-        if (m->layers[i].kind == ALIG_LAYER_BN)
-            bn = m->layers[i].name;
+    const char *bn = alig_model_first_bn(m);
     int64_t per_part = m->max_batch / t->threads;
     int batch = 0;
     if (cfg->parallel == ALIG_PARALLEL_BATCH && bn) {
@@ -275,7 +272,6 @@ static int setup_reduce_(alig_trainer_t *t)
         alig_model_use_grads(m, alig_comm_shm_alloc(t->comm, m->n_reduce));
         alig_model_use_params(m, alig_comm_shm_alloc(t->comm, m->n_params));
         t->shm = 1;
-        t->shm_nodes = nodes;
         /* this rank's share: whole blocks, so that its blocks' norms are the plain ones */
         int64_t nb = alig_n_blocks(m->n_params);
         alig_comm_node_slice(t->comm, alig_comm_local_rank(t->comm), m->n_reduce, ALIG_BLOCK,
@@ -319,7 +315,7 @@ static int setup_reduce_(alig_trainer_t *t)
 static void shm_sum_and_norms_(alig_trainer_t *t)
 {
     alig_model_t *m = &t->model;
-    if (t->shm_nodes > 1) {
+    if (alig_comm_local_size(t->comm) < alig_comm_size(t->comm)) { /* several nodes */
         alig_comm_shm_sum(t->comm, m->grads, t->shard_lo, t->shard_hi);
         return;
     }
@@ -596,9 +592,7 @@ static void backward_part_(void *ctx, int k, int n_parts)
 {
     struct part_job_ *j = ctx;
     int64_t a, b;
-    alig_batch_slice(j->n, k, n_parts, &a, &b);
-    if (j->t->team.n > 0)
-        j->t->team.rows[k] = b - a;
+    alig_batch_slice(j->n, k, n_parts, &a, &b); /* (a team's rows: set by the forward pass) */
     alig_model_backward(part_model_(j->t, k), b - a, j->t->labels + a);
 }
 

@@ -263,6 +263,10 @@ void alig_model_use_params(alig_model_t *m, float *buf);
 /* Index of the tensor called `name`, or -1. */
 int alig_model_find_tensor(const alig_model_t *m, const char *name);
 
+/* Name of the first batch-norm node, or NULL: its statistics are each rank's (and each
+ * part's) slice's. */
+const char *alig_model_first_bn(const alig_model_t *m);
+
 /* One line per layer into buf (for logs and checkpoints). */
 void alig_model_summary(const alig_model_t *m, char *buf, size_t size);
 

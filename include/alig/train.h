@@ -62,7 +62,6 @@ typedef struct {
 #define ALIG_MAX_BUCKETS 64
     int n_buckets, next_bucket;
     int shm;                      /* 1: gradients reduced through node shared memory ([run] reduce) */
-    int shm_nodes;                /* with shm, the nodes (1: no MPI reduction after the node's) */
     /* with shm, this rank's share of the buffer: grads[shard_lo, shard_hi) (whole
      * ALIG_BLOCKs; the last rank of a node has the tail) and the optimizer's blocks
      * [shard_b0, shard_b1), which it alone updates; the others' come from their
